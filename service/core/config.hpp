@@ -1,0 +1,104 @@
+#pragma once
+// paymux configuration: YAML with ${VAR} / ${VAR:-default} substitution from the environment and
+// *_file keys that read a secret from a file. Unknown or missing keys fail at start-up with the
+// key's path (for example "merchants[0].connectors[1].credentials.secret_key").
+#include "service/core/secret.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace paymux {
+
+struct ConfigError : std::runtime_error {
+  using std::runtime_error::runtime_error;  // message starts with the key path: "a.b[2].c: ..."
+};
+
+struct ServerLimits {
+  std::size_t max_body_bytes = 1048576;
+  std::chrono::milliseconds header_timeout{10000};
+  std::chrono::milliseconds idle_timeout{60000};
+  std::chrono::milliseconds shutdown_grace{10000};
+};
+
+struct ServerConfig {
+  std::string listen_host = "0.0.0.0";
+  std::uint16_t listen_port = 8080;
+  std::string public_url = "http://localhost:8080";  // no trailing slash
+  unsigned threads = 0;                              // 0: one per core
+  ServerLimits limits;
+};
+
+struct StorageConfig {
+  std::string url = "sqlite://./var/paymux.db";  // sqlite://<path> or postgresql://...
+  std::string sqlite_path() const;                // the path part of a sqlite:// url
+  bool is_sqlite() const { return url.rfind("sqlite://", 0) == 0; }
+};
+
+struct LogConfig {
+  std::string level = "info";   // trace|debug|info|warn|error|critical|off
+  std::string format = "json";  // json|text
+};
+
+// Outbound TLS: the system CA store unless ca_file is set (tests point it at their own CA).
+struct TlsConfig {
+  std::string ca_file;
+};
+
+struct WebhookEndpoint {
+  std::string url;                 // empty: no deliveries
+  std::vector<Secret> secrets;     // whsec_<base64>; the first signs, all sign during a rotation
+  bool allow_private = false;      // loopback/private targets allowed (sandbox and tests)
+};
+
+struct ConnectorConfig {
+  std::string id;        // unique in the whole config; also the /webhooks/<id> path
+  std::string provider;  // glocash | dhpay | dhpay_nonce | shouqianba | cashypay
+  std::string base_url;
+  std::chrono::milliseconds timeout{15000};
+  std::chrono::milliseconds connect_timeout{5000};
+  // Provider credentials: values read as secrets (never printed). Keys are validated by the
+  // provider's own schema when the connector is built.
+  std::map<std::string, Secret> credentials;
+  // Provider-specific plain settings (e.g. dhpay sandbox mode, cashypay amount limits).
+  std::map<std::string, std::string> settings;
+  std::string merchant;  // filled in: the merchant that owns it
+};
+
+struct RoutingRule {
+  std::vector<std::string> currencies;       // when.currency
+  std::vector<std::string> payment_methods;  // when.payment_method
+  std::optional<std::int64_t> min_amount;    // when.amount_min (minor units)
+  std::optional<std::int64_t> max_amount;    // when.amount_max
+  std::map<std::string, std::string> metadata;  // when.metadata: all must equal
+  std::vector<std::string> connectors;
+};
+
+struct MerchantConfig {
+  std::string id;
+  std::vector<Secret> api_keys;            // plain keys
+  std::vector<std::string> api_key_sha256; // lower-case hex SHA-256 of keys
+  WebhookEndpoint webhook;
+  std::vector<RoutingRule> routing;
+  std::vector<ConnectorConfig> connectors;
+};
+
+struct Config {
+  ServerConfig server;
+  StorageConfig storage;
+  LogConfig log;
+  TlsConfig tls;
+  std::vector<MerchantConfig> merchants;
+
+  const ConnectorConfig* find_connector(std::string_view id) const;
+};
+
+// Loads and validates; throws ConfigError whose message names the key path.
+Config load_config_file(const std::string& path);
+Config load_config_string(const std::string& yaml_text, const std::string& base_dir = ".");
+
+}  // namespace paymux
