@@ -2,6 +2,13 @@
 // paymux configuration: YAML with ${VAR} / ${VAR:-default} substitution from the environment and
 // *_file keys that read a secret from a file. Unknown or missing keys fail at start-up with the
 // key's path (for example "merchants[0].connectors[1].credentials.secret_key").
+//
+// Substitution applies to every scalar value (not to keys); `$$` is a literal `$`. `${VAR:-d}` uses
+// d when VAR is unset or empty; `${VAR}` with VAR unset is an error. `X_file: path` (in
+// credentials, in webhook for url/secret, and api_keys_file / api_key_sha256_file with one entry
+// per line at merchant level) reads the value from a file, trailing newlines trimmed; a relative
+// path resolves against the config file's directory. File contents are taken literally.
+// Error messages name keys and variables, never values.
 #include "service/core/secret.hpp"
 
 #include <chrono>
@@ -10,6 +17,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace paymux {
@@ -46,7 +54,7 @@ struct LogConfig {
 
 // Outbound TLS: the system CA store unless ca_file is set (tests point it at their own CA).
 struct TlsConfig {
-  std::string ca_file;
+  std::string ca_file;  // a relative path is resolved against the config file's directory
 };
 
 struct WebhookEndpoint {
@@ -58,7 +66,7 @@ struct WebhookEndpoint {
 struct ConnectorConfig {
   std::string id;        // unique in the whole config; also the /webhooks/<id> path
   std::string provider;  // glocash | dhpay | dhpay_nonce | shouqianba | cashypay
-  std::string base_url;
+  std::string base_url;  // http(s)://host[:port][/prefix], no trailing slash
   std::chrono::milliseconds timeout{15000};
   std::chrono::milliseconds connect_timeout{5000};
   // Provider credentials: values read as secrets (never printed). Keys are validated by the

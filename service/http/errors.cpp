@@ -63,7 +63,7 @@ Response redirect_response(bhttp::status status, std::string location, const Req
   Response res{status, req.version()};
   res.set(bhttp::field::location, std::move(location));
   res.set(bhttp::field::cache_control, "no-store");
-  res.set(bhttp::field::referrer_policy, "no-referrer");
+  res.set("Referrer-Policy", "no-referrer");
   res.keep_alive(req.keep_alive());
   res.prepare_payload();
   return res;

@@ -175,7 +175,7 @@ asio::awaitable<void> Server::session(std::shared_ptr<State> state, tcp::socket 
     if (early) {
       std::string rid;
       if (!hec) {
-        auto h = parser.get()[bhttp::field::x_request_id];
+        auto h = parser.get()["X-Request-Id"];
         if (valid_request_id(h)) rid = std::string(h);
       }
       if (rid.empty()) rid = new_request_id();
@@ -184,7 +184,7 @@ asio::awaitable<void> Server::session(std::shared_ptr<State> state, tcp::socket 
     } else {
       ctx.req = parser.release();
       ctx.remote_addr = remote;
-      auto h = ctx.req[bhttp::field::x_request_id];
+      auto h = ctx.req["X-Request-Id"];
       ctx.request_id = valid_request_id(h) ? std::string(h) : new_request_id();
       std::string_view target = ctx.req.target();
       auto q = target.find('?');
@@ -202,7 +202,7 @@ asio::awaitable<void> Server::session(std::shared_ptr<State> state, tcp::socket 
       auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
       spdlog::debug("http {} {} {} {}us request_id={}", early ? "-" : std::string(ctx.req.method_string()),
                     early ? "-" : std::string(ctx.path), res.result_int(), us.count(),
-                    early ? res[std::string("X-Request-Id")] : ctx.request_id);
+                    early ? std::string(res["X-Request-Id"]) : ctx.request_id);
     }
     const bool keep = res.keep_alive();
     stream.expires_after(o.write_timeout);

@@ -1,0 +1,151 @@
+#pragma once
+// The provider interface. A provider turns unified payment data into a gateway request value
+// (method, path, headers, body) and the gateway's answer back into a unified result; it does no I/O
+// itself (the exchange does). A connector is a configured instance of a provider.
+#include "service/core/config.hpp"
+#include "service/core/status.hpp"
+#include "service/http/errors.hpp"
+#include "service/http/types.hpp"
+#include "service/net/http_client.hpp"
+#include "service/store/records.hpp"
+
+#include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace paymux::providers {
+
+namespace bhttp = http::bhttp;
+
+// A request to send: path is appended to the connector's base_url.
+struct WireRequest {
+  bhttp::verb method = bhttp::verb::post;
+  std::string path;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+};
+
+enum class Flow { authorize, sync, refund, refund_sync, cancel, notification };
+std::string_view to_string(Flow f);
+
+struct Capabilities {
+  std::vector<Flow> flows;
+  std::vector<std::string> payment_methods;  // hosted, card_nonce, barcode, qr
+  std::vector<std::string> currencies;       // empty: any ISO 4217 currency
+  // True when sync may be called for a payment (the gateway has a query API).
+  bool supports(Flow f) const;
+  bool accepts_method(std::string_view m) const;
+  bool accepts_currency(std::string_view c) const;
+};
+
+// What a provider needs to build an authorize request.
+struct PaymentInput {
+  const store::PaymentRecord& payment;
+  const boost::json::object& request;  // description, customer, billing, shipping, items
+  std::string order_no;                // the gateway's order number (from the payment id)
+  std::string notify_url;              // <public_url>/webhooks/<connector>
+  std::string return_url;              // <public_url>/return/<connector>?payment=<id>
+  std::string method_secret;           // card nonce or barcode: sent, never stored
+};
+
+struct Failure {
+  std::string code;
+  std::string message;
+  std::string provider_status;
+  boost::json::value to_json() const;
+};
+
+// What a gateway said about a payment. status nullopt: no definite news (pending).
+struct PaymentResult {
+  bool unknown = false;  // the outcome is not known (5xx, garbage, lost answer): reconciliation
+  std::optional<PaymentStatus> status;
+  std::string provider_payment_id;
+  std::optional<boost::json::object> next_action;
+  std::optional<Failure> failure;
+  std::optional<boost::json::object> risk;
+  std::string provider_status;  // the gateway's own status word, for logs and failure
+  std::string error;            // why the outcome is unknown
+};
+
+struct RefundResult {
+  bool unknown = false;
+  RefundStatus status = RefundStatus::pending;
+  std::string provider_refund_id;
+  std::optional<Failure> failure;
+  std::string error;
+};
+
+enum class Verification { verified, bad_signature, malformed };
+std::string_view to_string(Verification v);
+
+// An inbound notification (or a browser return), parsed and verified.
+struct Notification {
+  Verification verification = Verification::malformed;
+  std::string reason;                 // why it was not verified (no secrets)
+  std::string order_no;               // our order number as the gateway echoes it
+  std::string payment_id_hint;        // from our own URL (?payment=...), when present
+  std::string provider_payment_id;
+  std::optional<std::int64_t> amount;  // the order amount the gateway states, in minor units
+  std::string currency;
+  PaymentResult result;
+  bool refund_notice = false;  // about a refund rather than the payment itself
+  std::string dedup_key;
+  std::string extra_json;  // gateway facts worth keeping (fee, ...), as a JSON object
+};
+
+class Provider {
+ public:
+  virtual ~Provider() = default;
+  virtual std::string_view name() const = 0;
+  virtual Capabilities capabilities() const = 0;
+
+  // Mandatory fields of this gateway: the first missing or invalid one, before any call.
+  virtual std::optional<http::ApiError> validate(const store::PaymentRecord& p,
+                                                 const boost::json::object& request) const = 0;
+
+  virtual WireRequest build_authorize(const PaymentInput& in) const = 0;
+  virtual PaymentResult parse_authorize(const net::OutboundResponse& res, const PaymentInput& in) const = 0;
+
+  // nullopt: not possible for this payment (no query API, or no gateway id yet).
+  virtual std::optional<WireRequest> build_sync(const store::PaymentRecord& p) const { return std::nullopt; }
+  virtual PaymentResult parse_sync(const net::OutboundResponse& res, const store::PaymentRecord& p) const {
+    return {};
+  }
+
+  virtual std::optional<WireRequest> build_refund(const store::PaymentRecord& p,
+                                                  const store::RefundRecord& r) const {
+    return std::nullopt;
+  }
+  virtual RefundResult parse_refund(const net::OutboundResponse& res, const store::PaymentRecord& p,
+                                    const store::RefundRecord& r) const {
+    return {};
+  }
+
+  virtual std::optional<WireRequest> build_cancel(const store::PaymentRecord& p) const { return std::nullopt; }
+  virtual PaymentResult parse_cancel(const net::OutboundResponse& res, const store::PaymentRecord& p) const {
+    return {};
+  }
+
+  // Gateway notifications at /webhooks/<connector> and browser returns at /return/<connector>.
+  virtual Notification parse_notification(const http::RequestContext& ctx) const = 0;
+  virtual Notification parse_return(const http::RequestContext& ctx) const = 0;
+  // The answer this gateway counts as "received" (or not).
+  virtual http::Response acknowledge(bool received, const http::Request& req) const = 0;
+};
+
+struct ProviderEnv {
+  std::string public_url;
+};
+
+// Builds the provider of a connector; throws ConfigError naming the missing credential.
+std::unique_ptr<Provider> make_provider(const ConnectorConfig& connector, const ProviderEnv& env);
+
+// Credential helper for providers: the value or a ConfigError "merchants...connectors[<id>].credentials.<key>".
+const Secret& require_credential(const ConnectorConfig& c, const std::string& key);
+std::string setting(const ConnectorConfig& c, const std::string& key, const std::string& fallback);
+
+}  // namespace paymux::providers

@@ -1,0 +1,104 @@
+#pragma once
+// The rows paymux keeps. JSON-valued columns hold the parts of an object that the store never
+// queries (customer, next_action, failure, ...), already serialized.
+#include "service/core/status.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace paymux::store {
+
+struct PaymentRecord {
+  std::string id;
+  std::string merchant;
+  std::string reference;
+  std::string connector;
+  std::string provider;
+  std::string provider_payment_id;
+  std::int64_t amount = 0;
+  std::string currency;
+  std::int64_t amount_refunded = 0;
+  PaymentStatus status = PaymentStatus::created;
+  std::string payment_method_json = "{}";  // {"type":"hosted"}; secrets (nonce, barcode) are not kept
+  std::string request_json = "{}";         // description, customer, billing, shipping, items
+  std::string next_action_json;            // empty: none
+  std::string failure_json;                // empty: none
+  std::string risk_json;                   // empty: none
+  std::string attempts_json = "[]";
+  std::string return_url;
+  std::string metadata_json = "{}";
+  std::int64_t created_at = 0;  // epoch ms
+  std::int64_t updated_at = 0;
+  std::int64_t expires_at = 0;  // 0: none
+  std::int64_t version = 0;     // bumped by every update; updates are conditional on it
+};
+
+struct RefundRecord {
+  std::string id;
+  std::string payment_id;
+  std::string merchant;
+  std::int64_t amount = 0;
+  std::string currency;
+  RefundStatus status = RefundStatus::pending;
+  std::string provider_refund_id;
+  std::string failure_json;
+  std::string reason;
+  std::string reference;
+  std::int64_t created_at = 0;
+  std::int64_t updated_at = 0;
+};
+
+struct EventRecord {
+  std::string id;
+  std::string merchant;
+  std::string type;       // payment.succeeded, refund.failed, ...
+  std::string object_id;  // the payment or refund
+  std::string payload_json;  // the whole event object as served by the API
+  std::int64_t created_at = 0;
+};
+
+enum class IdempotencyState { in_progress, completed };
+
+struct IdempotencyRecord {
+  std::string merchant;
+  std::string key;
+  std::string endpoint;     // "POST /v1/payments", "POST /v1/payments/{id}/refunds", ...
+  std::string fingerprint;  // SHA-256 of the canonical request (endpoint + canonical JSON)
+  IdempotencyState state = IdempotencyState::in_progress;
+  unsigned response_status = 0;
+  std::string response_body;
+  std::string resource_id;  // the payment or refund it created, when any
+  std::int64_t created_at = 0;
+};
+
+struct NotificationRecord {
+  std::string id;
+  std::string connector;
+  std::int64_t received_at = 0;
+  std::string method;
+  std::string raw;          // query string and/or body, as received
+  std::string verification; // "verified", "bad_signature", "unknown_order", "malformed", ...
+  std::string payment_id;   // when the order was found
+  std::string outcome;      // "applied", "duplicate", "ignored_backwards", "review", ...
+  std::string dedup_key;    // connector-specific identity of this notification's content
+};
+
+struct PaymentQuery {
+  std::string merchant;
+  std::string reference;  // empty: any
+  std::optional<PaymentStatus> status;
+  std::string starting_after;  // payment id cursor: list continues after it
+  int limit = 10;
+};
+
+struct EventQuery {
+  std::string merchant;
+  std::string type;
+  std::string object_id;
+  std::string starting_after;
+  int limit = 10;
+};
+
+}  // namespace paymux::store

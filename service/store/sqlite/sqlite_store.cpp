@@ -1,0 +1,668 @@
+#include "service/store/sqlite/sqlite_store.hpp"
+
+#include "service/store/sqlite/db.hpp"
+#include "service/store/sqlite/migrations.hpp"
+
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <spdlog/spdlog.h>
+
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace paymux::store::sqlite {
+namespace {
+
+struct Unit {};
+
+// One queued operation: `run` does the SQL on a store thread and keeps its result; `finish` is
+// called after the commit (or with the error) and posts the completion to the awaiting coroutine.
+struct Job {
+  std::function<void(Db&)> run;
+  std::function<void(std::exception_ptr)> finish;
+};
+
+class JobQueue {
+ public:
+  void push(Job j) {
+    {
+      std::lock_guard lock(m_);
+      q_.push_back(std::move(j));
+    }
+    cv_.notify_one();
+  }
+  // Blocks until jobs are queued or the queue is closed; takes up to max.
+  bool take(std::vector<Job>& out, std::size_t max) {
+    std::unique_lock lock(m_);
+    cv_.wait(lock, [&] { return closed_ || !q_.empty(); });
+    if (q_.empty()) return false;
+    while (!q_.empty() && out.size() < max) {
+      out.push_back(std::move(q_.front()));
+      q_.pop_front();
+    }
+    return true;
+  }
+  void close() {
+    {
+      std::lock_guard lock(m_);
+      closed_ = true;
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::deque<Job> q_;
+  bool closed_ = false;
+};
+
+const char* kPaymentColumns =
+    "id, merchant, reference, connector, provider, provider_payment_id, amount, currency, amount_refunded, "
+    "status, payment_method, request, next_action, failure, risk, attempts, return_url, metadata, created_at, "
+    "updated_at, expires_at, version";
+
+PaymentRecord read_payment(const Stmt& s) {
+  PaymentRecord p;
+  p.id = s.text(0);
+  p.merchant = s.text(1);
+  p.reference = s.text(2);
+  p.connector = s.text(3);
+  p.provider = s.text(4);
+  p.provider_payment_id = s.text(5);
+  p.amount = s.int64(6);
+  p.currency = s.text(7);
+  p.amount_refunded = s.int64(8);
+  p.status = payment_status_from(s.text(9)).value_or(PaymentStatus::processing);
+  p.payment_method_json = s.text(10);
+  p.request_json = s.text(11);
+  p.next_action_json = s.text(12);
+  p.failure_json = s.text(13);
+  p.risk_json = s.text(14);
+  p.attempts_json = s.text(15);
+  p.return_url = s.text(16);
+  p.metadata_json = s.text(17);
+  p.created_at = s.int64(18);
+  p.updated_at = s.int64(19);
+  p.expires_at = s.int64(20);
+  p.version = s.int64(21);
+  return p;
+}
+
+const char* kRefundColumns =
+    "id, payment_id, merchant, amount, currency, status, provider_refund_id, failure, reason, reference, "
+    "created_at, updated_at";
+
+RefundRecord read_refund(const Stmt& s) {
+  RefundRecord r;
+  r.id = s.text(0);
+  r.payment_id = s.text(1);
+  r.merchant = s.text(2);
+  r.amount = s.int64(3);
+  r.currency = s.text(4);
+  r.status = refund_status_from(s.text(5)).value_or(RefundStatus::pending);
+  r.provider_refund_id = s.text(6);
+  r.failure_json = s.text(7);
+  r.reason = s.text(8);
+  r.reference = s.text(9);
+  r.created_at = s.int64(10);
+  r.updated_at = s.int64(11);
+  return r;
+}
+
+EventRecord read_event(const Stmt& s) {
+  return {s.text(0), s.text(1), s.text(2), s.text(3), s.text(4), s.int64(5)};
+}
+
+IdempotencyRecord read_idempotency(const Stmt& s) {
+  IdempotencyRecord r;
+  r.merchant = s.text(0);
+  r.key = s.text(1);
+  r.endpoint = s.text(2);
+  r.fingerprint = s.text(3);
+  r.state = s.text(4) == "completed" ? IdempotencyState::completed : IdempotencyState::in_progress;
+  r.response_status = static_cast<unsigned>(s.int64(5));
+  r.response_body = s.text(6);
+  r.resource_id = s.text(7);
+  r.created_at = s.int64(8);
+  return r;
+}
+
+const char* kIdempotencyColumns =
+    "merchant, key, endpoint, fingerprint, state, response_status, response_body, resource_id, created_at";
+
+// Statement texts live in named constants so that the statement cache keys on stable pointers.
+#define SQL static const char* const
+
+class SqliteStore final : public Store {
+ public:
+  explicit SqliteStore(SqliteOptions o) : options_(std::move(o)) {
+    if (auto dir = std::filesystem::path(options_.path).parent_path(); !dir.empty())
+      std::filesystem::create_directories(dir);
+    {
+      Db db(options_.path, false);
+      db.exec("PRAGMA journal_mode=WAL");
+      migrate(db);
+    }
+    writer_ = std::thread([this] { writer_loop(); });
+    for (unsigned i = 0; i < std::max(1u, options_.reader_threads); ++i)
+      readers_.emplace_back([this] { reader_loop(); });
+  }
+
+  ~SqliteStore() override {
+    writes_.close();
+    reads_.close();
+    if (writer_.joinable()) writer_.join();
+    for (auto& t : readers_)
+      if (t.joinable()) t.join();
+  }
+
+  asio::awaitable<bool> ping() override {
+    co_return co_await read<bool>([](Db& db) {
+      SQL q = "SELECT 1";
+      auto s = db.prepare(q);
+      return s.step();
+    });
+  }
+
+  asio::awaitable<CreatePaymentResult> create_payment(PaymentRecord p, std::optional<IdempotencyRecord> key) override {
+    co_return co_await write<CreatePaymentResult>([p = std::move(p), key = std::move(key)](Db& db) {
+      CreatePaymentResult result;
+      db.exec("SAVEPOINT create_payment");
+      try {
+        if (key) {
+          if (!insert_idempotency(db, *key)) {
+            db.exec("ROLLBACK TO create_payment; RELEASE create_payment");
+            result.outcome = CreatePaymentOutcome::idempotency_exists;
+            result.existing = *select_idempotency(db, key->merchant, key->key);
+            return result;
+          }
+        }
+        try {
+          insert_payment(db, p);
+        } catch (const SqliteError& e) {
+          if (!is_unique_violation(e)) throw;
+          db.exec("ROLLBACK TO create_payment; RELEASE create_payment");
+          result.outcome = CreatePaymentOutcome::duplicate_reference;
+          return result;
+        }
+        db.exec("RELEASE create_payment");
+      } catch (...) {
+        db.exec("ROLLBACK TO create_payment; RELEASE create_payment");
+        throw;
+      }
+      return result;
+    });
+  }
+
+  asio::awaitable<std::optional<PaymentRecord>> get_payment(std::string id) override {
+    co_return co_await read<std::optional<PaymentRecord>>([id = std::move(id)](Db& db) {
+      return select_payment(db, id);
+    });
+  }
+
+  asio::awaitable<std::vector<PaymentRecord>> list_payments(PaymentQuery q) override {
+    co_return co_await read<std::vector<PaymentRecord>>([q = std::move(q)](Db& db) {
+      std::int64_t cursor = INT64_MAX;
+      if (!q.starting_after.empty()) {
+        SQL c = "SELECT seq FROM payments WHERE id = ?1 AND merchant = ?2";
+        auto s = db.prepare(c);
+        s.bind(1, q.starting_after).bind(2, q.merchant);
+        if (!s.step()) return std::vector<PaymentRecord>{};
+        cursor = s.int64(0);
+      }
+      static const std::string sql = std::string("SELECT ") + kPaymentColumns +
+                                     " FROM payments WHERE merchant = ?1 AND seq < ?2"
+                                     " AND (?3 = '' OR reference = ?3) AND (?4 = '' OR status = ?4)"
+                                     " ORDER BY seq DESC LIMIT ?5";
+      auto s = db.prepare(sql.c_str());
+      s.bind(1, q.merchant).bind(2, cursor).bind(3, q.reference);
+      s.bind(4, q.status ? std::string(to_string(*q.status)) : std::string());
+      s.bind(5, q.limit);
+      std::vector<PaymentRecord> out;
+      while (s.step()) out.push_back(read_payment(s));
+      return out;
+    });
+  }
+
+  asio::awaitable<bool> apply_payment_change(PaymentChange c) override {
+    co_return co_await write<bool>([c = std::move(c)](Db& db) {
+      db.exec("SAVEPOINT change");
+      try {
+        SQL u =
+            "UPDATE payments SET provider_payment_id = ?3, amount_refunded = ?4, status = ?5, next_action = ?6, "
+            "failure = ?7, risk = ?8, attempts = ?9, updated_at = ?10, expires_at = ?11, connector = ?12, "
+            "provider = ?13, version = version + 1 WHERE id = ?1 AND version = ?2";
+        const auto& p = c.payment;
+        {
+          auto s = db.prepare(u);
+          s.bind(1, p.id).bind(2, c.expected_version).bind(3, p.provider_payment_id).bind(4, p.amount_refunded);
+          s.bind(5, to_string(p.status)).bind(6, p.next_action_json).bind(7, p.failure_json).bind(8, p.risk_json);
+          s.bind(9, p.attempts_json).bind(10, p.updated_at).bind(11, p.expires_at).bind(12, p.connector);
+          s.bind(13, p.provider);
+          s.exec();
+        }
+        if (db.changes() == 0) {
+          db.exec("ROLLBACK TO change; RELEASE change");
+          return false;
+        }
+        for (const auto& e : c.events) insert_event(db, e);
+        if (c.refund) upsert_refund(db, *c.refund);
+        if (c.idempotency_done) update_idempotency(db, *c.idempotency_done);
+        if (c.notification) insert_notification(db, *c.notification);
+        db.exec("RELEASE change");
+        return true;
+      } catch (...) {
+        db.exec("ROLLBACK TO change; RELEASE change");
+        throw;
+      }
+    });
+  }
+
+  asio::awaitable<std::vector<PaymentRecord>> pending_payments(std::int64_t updated_before, int limit) override {
+    co_return co_await read<std::vector<PaymentRecord>>([=](Db& db) {
+      static const std::string sql = std::string("SELECT ") + kPaymentColumns +
+                                     " FROM payments WHERE status IN ('created', 'requires_action', 'processing')"
+                                     " AND updated_at < ?1 ORDER BY updated_at LIMIT ?2";
+      auto s = db.prepare(sql.c_str());
+      s.bind(1, updated_before).bind(2, limit);
+      std::vector<PaymentRecord> out;
+      while (s.step()) out.push_back(read_payment(s));
+      return out;
+    });
+  }
+
+  asio::awaitable<CreateRefundResult> create_refund(RefundRecord r, std::optional<IdempotencyRecord> key) override {
+    co_return co_await write<CreateRefundResult>([r = std::move(r), key = std::move(key)](Db& db) {
+      CreateRefundResult result;
+      db.exec("SAVEPOINT create_refund");
+      try {
+        if (key && !insert_idempotency(db, *key)) {
+          db.exec("ROLLBACK TO create_refund; RELEASE create_refund");
+          result.outcome = CreateRefundOutcome::idempotency_exists;
+          result.existing = *select_idempotency(db, key->merchant, key->key);
+          return result;
+        }
+        SQL q =
+            "SELECT p.amount, p.status, "
+            "(SELECT COALESCE(SUM(amount), 0) FROM refunds WHERE payment_id = p.id AND status != 'failed') "
+            "FROM payments p WHERE p.id = ?1";
+        auto s = db.prepare(q);
+        s.bind(1, r.payment_id);
+        if (!s.step()) throw std::runtime_error("refund for a missing payment");
+        const auto amount = s.int64(0);
+        const auto status = payment_status_from(s.text(1)).value_or(PaymentStatus::processing);
+        const auto reserved = s.int64(2);
+        if (!is_refundable(status)) {
+          db.exec("ROLLBACK TO create_refund; RELEASE create_refund");
+          result.outcome = CreateRefundOutcome::not_refundable;
+          return result;
+        }
+        if (reserved + r.amount > amount) {
+          db.exec("ROLLBACK TO create_refund; RELEASE create_refund");
+          result.outcome = CreateRefundOutcome::too_large;
+          result.refundable = amount - reserved;
+          return result;
+        }
+        upsert_refund(db, r);
+        db.exec("RELEASE create_refund");
+        return result;
+      } catch (...) {
+        db.exec("ROLLBACK TO create_refund; RELEASE create_refund");
+        throw;
+      }
+    });
+  }
+
+  asio::awaitable<std::optional<RefundRecord>> get_refund(std::string id) override {
+    co_return co_await read<std::optional<RefundRecord>>([id = std::move(id)](Db& db) -> std::optional<RefundRecord> {
+      static const std::string sql = std::string("SELECT ") + kRefundColumns + " FROM refunds WHERE id = ?1";
+      auto s = db.prepare(sql.c_str());
+      s.bind(1, id);
+      if (!s.step()) return std::nullopt;
+      return read_refund(s);
+    });
+  }
+
+  asio::awaitable<std::vector<RefundRecord>> list_refunds(std::string payment_id) override {
+    co_return co_await read<std::vector<RefundRecord>>([id = std::move(payment_id)](Db& db) {
+      static const std::string sql =
+          std::string("SELECT ") + kRefundColumns + " FROM refunds WHERE payment_id = ?1 ORDER BY seq DESC";
+      auto s = db.prepare(sql.c_str());
+      s.bind(1, id);
+      std::vector<RefundRecord> out;
+      while (s.step()) out.push_back(read_refund(s));
+      return out;
+    });
+  }
+
+  asio::awaitable<std::optional<EventRecord>> get_event(std::string id) override {
+    co_return co_await read<std::optional<EventRecord>>([id = std::move(id)](Db& db) -> std::optional<EventRecord> {
+      SQL q = "SELECT id, merchant, type, object_id, payload, created_at FROM events WHERE id = ?1";
+      auto s = db.prepare(q);
+      s.bind(1, id);
+      if (!s.step()) return std::nullopt;
+      return read_event(s);
+    });
+  }
+
+  asio::awaitable<std::vector<EventRecord>> list_events(EventQuery q) override {
+    co_return co_await read<std::vector<EventRecord>>([q = std::move(q)](Db& db) {
+      std::int64_t cursor = INT64_MAX;
+      if (!q.starting_after.empty()) {
+        SQL c = "SELECT seq FROM events WHERE id = ?1 AND merchant = ?2";
+        auto s = db.prepare(c);
+        s.bind(1, q.starting_after).bind(2, q.merchant);
+        if (!s.step()) return std::vector<EventRecord>{};
+        cursor = s.int64(0);
+      }
+      SQL l =
+          "SELECT id, merchant, type, object_id, payload, created_at FROM events WHERE merchant = ?1 AND seq < ?2 "
+          "AND (?3 = '' OR type = ?3) AND (?4 = '' OR object_id = ?4) ORDER BY seq DESC LIMIT ?5";
+      auto s = db.prepare(l);
+      s.bind(1, q.merchant).bind(2, cursor).bind(3, q.type).bind(4, q.object_id).bind(5, q.limit);
+      std::vector<EventRecord> out;
+      while (s.step()) out.push_back(read_event(s));
+      return out;
+    });
+  }
+
+  asio::awaitable<BeginResult> begin_idempotency(IdempotencyRecord r) override {
+    co_return co_await write<BeginResult>([r = std::move(r)](Db& db) {
+      BeginResult result;
+      if (!insert_idempotency(db, r)) {
+        result.outcome = BeginOutcome::exists;
+        result.existing = *select_idempotency(db, r.merchant, r.key);
+      }
+      return result;
+    });
+  }
+
+  asio::awaitable<void> complete_idempotency(IdempotencyRecord r) override {
+    co_await write<Unit>([r = std::move(r)](Db& db) {
+      update_idempotency(db, r);
+      return Unit{};
+    });
+  }
+
+  asio::awaitable<void> release_idempotency(std::string merchant, std::string key) override {
+    co_await write<Unit>([merchant = std::move(merchant), key = std::move(key)](Db& db) {
+      SQL d = "DELETE FROM idempotency_keys WHERE merchant = ?1 AND key = ?2 AND state = 'in_progress'";
+      auto s = db.prepare(d);
+      s.bind(1, merchant).bind(2, key);
+      s.exec();
+      return Unit{};
+    });
+  }
+
+  asio::awaitable<std::optional<IdempotencyRecord>> get_idempotency(std::string merchant, std::string key) override {
+    co_return co_await read<std::optional<IdempotencyRecord>>(
+        [merchant = std::move(merchant), key = std::move(key)](Db& db) { return select_idempotency(db, merchant, key); });
+  }
+
+  asio::awaitable<std::int64_t> prune_idempotency(std::int64_t created_before) override {
+    co_return co_await write<std::int64_t>([=](Db& db) {
+      SQL d = "DELETE FROM idempotency_keys WHERE created_at < ?1 AND state = 'completed'";
+      auto s = db.prepare(d);
+      s.bind(1, created_before);
+      s.exec();
+      return db.changes();
+    });
+  }
+
+  asio::awaitable<std::vector<IdempotencyRecord>> in_progress_idempotency() override {
+    co_return co_await read<std::vector<IdempotencyRecord>>([](Db& db) {
+      static const std::string sql =
+          std::string("SELECT ") + kIdempotencyColumns + " FROM idempotency_keys WHERE state = 'in_progress'";
+      auto s = db.prepare(sql.c_str());
+      std::vector<IdempotencyRecord> out;
+      while (s.step()) out.push_back(read_idempotency(s));
+      return out;
+    });
+  }
+
+  asio::awaitable<void> record_notification(NotificationRecord n) override {
+    co_await write<Unit>([n = std::move(n)](Db& db) {
+      insert_notification(db, n);
+      return Unit{};
+    });
+  }
+
+ private:
+  // --- statements used inside write jobs -----------------------------------------------------
+
+  static void insert_payment(Db& db, const PaymentRecord& p) {
+    static const std::string sql = std::string("INSERT INTO payments (") + kPaymentColumns +
+                                   ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, "
+                                   "?16, ?17, ?18, ?19, ?20, ?21, ?22)";
+    auto s = db.prepare(sql.c_str());
+    s.bind(1, p.id).bind(2, p.merchant).bind(3, p.reference).bind(4, p.connector).bind(5, p.provider);
+    s.bind(6, p.provider_payment_id).bind(7, p.amount).bind(8, p.currency).bind(9, p.amount_refunded);
+    s.bind(10, to_string(p.status)).bind(11, p.payment_method_json).bind(12, p.request_json);
+    s.bind(13, p.next_action_json).bind(14, p.failure_json).bind(15, p.risk_json).bind(16, p.attempts_json);
+    s.bind(17, p.return_url).bind(18, p.metadata_json).bind(19, p.created_at).bind(20, p.updated_at);
+    s.bind(21, p.expires_at).bind(22, p.version);
+    s.exec();
+  }
+
+  static std::optional<PaymentRecord> select_payment(Db& db, const std::string& id) {
+    static const std::string sql = std::string("SELECT ") + kPaymentColumns + " FROM payments WHERE id = ?1";
+    auto s = db.prepare(sql.c_str());
+    s.bind(1, id);
+    if (!s.step()) return std::nullopt;
+    return read_payment(s);
+  }
+
+  static void insert_event(Db& db, const EventRecord& e) {
+    SQL i = "INSERT INTO events (id, merchant, type, object_id, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+    auto s = db.prepare(i);
+    s.bind(1, e.id).bind(2, e.merchant).bind(3, e.type).bind(4, e.object_id).bind(5, e.payload_json);
+    s.bind(6, e.created_at);
+    s.exec();
+  }
+
+  static void upsert_refund(Db& db, const RefundRecord& r) {
+    SQL i =
+        "INSERT INTO refunds (id, payment_id, merchant, amount, currency, status, provider_refund_id, failure, reason, "
+        "reference, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) "
+        "ON CONFLICT (id) DO UPDATE SET status = excluded.status, provider_refund_id = excluded.provider_refund_id, "
+        "failure = excluded.failure, updated_at = excluded.updated_at";
+    auto s = db.prepare(i);
+    s.bind(1, r.id).bind(2, r.payment_id).bind(3, r.merchant).bind(4, r.amount).bind(5, r.currency);
+    s.bind(6, to_string(r.status)).bind(7, r.provider_refund_id).bind(8, r.failure_json).bind(9, r.reason);
+    s.bind(10, r.reference).bind(11, r.created_at).bind(12, r.updated_at);
+    s.exec();
+  }
+
+  // false when the key exists already.
+  static bool insert_idempotency(Db& db, const IdempotencyRecord& r) {
+    SQL i =
+        "INSERT INTO idempotency_keys (merchant, key, endpoint, fingerprint, state, response_status, response_body, "
+        "resource_id, created_at) VALUES (?1, ?2, ?3, ?4, 'in_progress', 0, '', ?5, ?6) "
+        "ON CONFLICT (merchant, key) DO NOTHING";
+    auto s = db.prepare(i);
+    s.bind(1, r.merchant).bind(2, r.key).bind(3, r.endpoint).bind(4, r.fingerprint).bind(5, r.resource_id);
+    s.bind(6, r.created_at);
+    s.exec();
+    return db.changes() == 1;
+  }
+
+  static void update_idempotency(Db& db, const IdempotencyRecord& r) {
+    SQL u =
+        "UPDATE idempotency_keys SET state = 'completed', response_status = ?3, response_body = ?4, "
+        "resource_id = ?5 WHERE merchant = ?1 AND key = ?2";
+    auto s = db.prepare(u);
+    s.bind(1, r.merchant).bind(2, r.key).bind(3, r.response_status).bind(4, r.response_body).bind(5, r.resource_id);
+    s.exec();
+  }
+
+  static std::optional<IdempotencyRecord> select_idempotency(Db& db, const std::string& merchant,
+                                                              const std::string& key) {
+    static const std::string sql =
+        std::string("SELECT ") + kIdempotencyColumns + " FROM idempotency_keys WHERE merchant = ?1 AND key = ?2";
+    auto s = db.prepare(sql.c_str());
+    s.bind(1, merchant).bind(2, key);
+    if (!s.step()) return std::nullopt;
+    return read_idempotency(s);
+  }
+
+  static void insert_notification(Db& db, const NotificationRecord& n) {
+    SQL i =
+        "INSERT INTO notifications (id, connector, received_at, method, raw, verification, payment_id, outcome, "
+        "dedup_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+    auto s = db.prepare(i);
+    s.bind(1, n.id).bind(2, n.connector).bind(3, n.received_at).bind(4, n.method).bind(5, n.raw);
+    s.bind(6, n.verification).bind(7, n.payment_id).bind(8, n.outcome).bind(9, n.dedup_key);
+    s.exec();
+  }
+
+  // --- threads -------------------------------------------------------------------------------
+
+  void migrate(Db& db) {
+    db.exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)");
+    int current = 0;
+    {
+      auto s = db.prepare("SELECT COALESCE(MAX(version), 0) FROM schema_migrations");
+      if (s.step()) current = static_cast<int>(s.int64(0));
+    }
+    for (const auto& m : kMigrations) {
+      if (m.version <= current) continue;
+      db.exec("BEGIN IMMEDIATE");
+      try {
+        db.exec(m.sql);
+        auto s = db.prepare("INSERT INTO schema_migrations (version, applied_at) VALUES (?1, strftime('%s','now'))");
+        s.bind(1, m.version);
+        s.exec();
+        db.exec("COMMIT");
+        spdlog::info("store migrated to version {}", m.version);
+      } catch (...) {
+        db.exec("ROLLBACK");
+        throw;
+      }
+    }
+  }
+
+  void writer_loop() {
+    std::unique_ptr<Db> db;
+    std::vector<Job> batch;
+    for (;;) {
+      batch.clear();
+      if (!writes_.take(batch, options_.max_batch)) break;
+      std::vector<std::exception_ptr> errors(batch.size());
+      std::exception_ptr commit_error;
+      try {
+        if (!db) {
+          db = std::make_unique<Db>(options_.path, false);
+          db->exec("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA journal_mode=WAL");
+        }
+        db->exec("BEGIN IMMEDIATE");
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+          try {
+            batch[i].run(*db);
+          } catch (...) {
+            errors[i] = std::current_exception();
+          }
+        }
+        db->exec("COMMIT");
+      } catch (const std::exception& e) {
+        spdlog::error("store commit failed: {}", e.what());
+        commit_error = std::make_exception_ptr(StoreUnavailable(e.what()));
+        if (db) {
+          try {
+            db->exec("ROLLBACK");
+          } catch (...) {
+            db.reset();  // reopen on the next batch
+          }
+        }
+      }
+      for (std::size_t i = 0; i < batch.size(); ++i) batch[i].finish(commit_error ? commit_error : errors[i]);
+    }
+  }
+
+  void reader_loop() {
+    std::unique_ptr<Db> db;
+    std::vector<Job> batch;
+    for (;;) {
+      batch.clear();
+      if (!reads_.take(batch, 16)) break;
+      for (auto& job : batch) {
+        std::exception_ptr error;
+        try {
+          if (!db) db = std::make_unique<Db>(options_.path, true);
+          job.run(*db);
+        } catch (const SqliteError& e) {
+          error = std::make_exception_ptr(StoreUnavailable(e.what()));
+          db.reset();
+        } catch (...) {
+          error = std::current_exception();
+        }
+        job.finish(error);
+      }
+    }
+  }
+
+  template <class T, class Fn>
+  asio::awaitable<T> submit(JobQueue& queue, Fn fn) {
+    return asio::async_initiate<const asio::use_awaitable_t<>&, void(std::exception_ptr, T)>(
+        [&queue, fn = std::move(fn)](auto handler) mutable {
+          using H = decltype(handler);
+          auto h = std::make_shared<H>(std::move(handler));
+          auto slot = std::make_shared<std::optional<T>>();
+          queue.push(Job{
+              [slot, fn = std::move(fn)](Db& db) mutable { slot->emplace(fn(db)); },
+              [slot, h](std::exception_ptr e) {
+                auto ex = asio::get_associated_executor(*h);
+                asio::post(ex, [h, slot, e]() mutable {
+                  if (e || !*slot)
+                    (*h)(e ? e : std::make_exception_ptr(StoreUnavailable("no result")), T{});
+                  else
+                    (*h)(nullptr, std::move(**slot));
+                });
+              }});
+        },
+        asio::use_awaitable);
+  }
+
+  template <class T, class Fn>
+  asio::awaitable<T> write(Fn fn) {
+    co_return co_await submit<T>(writes_, std::move(fn));
+  }
+  template <class T, class Fn>
+  asio::awaitable<T> read(Fn fn) {
+    co_return co_await submit<T>(reads_, std::move(fn));
+  }
+
+  SqliteOptions options_;
+  JobQueue writes_;
+  JobQueue reads_;
+  std::thread writer_;
+  std::vector<std::thread> readers_;
+};
+
+}  // namespace
+
+std::unique_ptr<Store> open_sqlite_store(SqliteOptions options) {
+  return std::make_unique<SqliteStore>(std::move(options));
+}
+
+}  // namespace paymux::store::sqlite
+
+namespace paymux::store {
+
+std::unique_ptr<Store> open_store(const std::string& url) {
+  constexpr std::string_view scheme = "sqlite://";
+  if (url.rfind(scheme, 0) == 0) {
+    sqlite::SqliteOptions o;
+    o.path = url.substr(scheme.size());
+    return sqlite::open_sqlite_store(std::move(o));
+  }
+  throw std::invalid_argument("unsupported storage url (this build supports sqlite://)");
+}
+
+}  // namespace paymux::store

@@ -1,0 +1,103 @@
+#pragma once
+// The asynchronous store. Every call is awaited from a coroutine and runs off the event loop (on the
+// SQLite store's own threads, or as non-blocking queries for a networked database). A status change
+// and the events it causes are written in one transaction; updates are conditional on the version
+// the caller read, so two writers never overwrite each other.
+#include "service/store/records.hpp"
+
+#include <boost/asio/awaitable.hpp>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace paymux::store {
+
+namespace asio = boost::asio;
+
+// Thrown when the store cannot do its work (I/O error, database gone). Callers answer "not
+// received" to gateways and 503/500 to merchants; nothing is half-applied.
+struct StoreUnavailable : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct IdempotencyBegin {
+  IdempotencyRecord record;  // state in_progress
+};
+
+enum class BeginOutcome { started, exists };
+struct BeginResult {
+  BeginOutcome outcome = BeginOutcome::started;
+  IdempotencyRecord existing;  // when exists
+};
+
+enum class CreatePaymentOutcome { created, idempotency_exists, duplicate_reference };
+struct CreatePaymentResult {
+  CreatePaymentOutcome outcome = CreatePaymentOutcome::created;
+  IdempotencyRecord existing;  // when idempotency_exists
+};
+
+// One atomic change: the payment row moves from `expected_version` to `payment` (version + 1),
+// with its events, an optional refund row written, an idempotency key completed and the
+// notification that caused it recorded. applied=false when the version moved meanwhile.
+struct PaymentChange {
+  PaymentRecord payment;
+  std::int64_t expected_version = 0;
+  std::vector<EventRecord> events;
+  std::optional<RefundRecord> refund;  // inserted or replaced
+  std::optional<IdempotencyRecord> idempotency_done;
+  std::optional<NotificationRecord> notification;
+};
+
+enum class CreateRefundOutcome { created, too_large, not_refundable, idempotency_exists };
+struct CreateRefundResult {
+  CreateRefundOutcome outcome = CreateRefundOutcome::created;
+  IdempotencyRecord existing;
+  std::int64_t refundable = 0;  // what is left to refund, when too_large
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Readiness: migrations done and the database answers.
+  virtual asio::awaitable<bool> ping() = 0;
+
+  // Payments
+  virtual asio::awaitable<CreatePaymentResult> create_payment(PaymentRecord p,
+                                                              std::optional<IdempotencyRecord> key) = 0;
+  virtual asio::awaitable<std::optional<PaymentRecord>> get_payment(std::string id) = 0;
+  virtual asio::awaitable<std::vector<PaymentRecord>> list_payments(PaymentQuery q) = 0;
+  virtual asio::awaitable<bool> apply_payment_change(PaymentChange change) = 0;
+  // Payments that have not reached a definite end (created/requires_action/processing).
+  virtual asio::awaitable<std::vector<PaymentRecord>> pending_payments(std::int64_t updated_before, int limit) = 0;
+
+  // Refunds: the refund row is inserted only while amount_refunded + pending + amount <= amount.
+  virtual asio::awaitable<CreateRefundResult> create_refund(RefundRecord r, std::optional<IdempotencyRecord> key) = 0;
+  virtual asio::awaitable<std::optional<RefundRecord>> get_refund(std::string id) = 0;
+  virtual asio::awaitable<std::vector<RefundRecord>> list_refunds(std::string payment_id) = 0;
+
+  // Events
+  virtual asio::awaitable<std::optional<EventRecord>> get_event(std::string id) = 0;
+  virtual asio::awaitable<std::vector<EventRecord>> list_events(EventQuery q) = 0;
+
+  // Idempotency keys
+  virtual asio::awaitable<BeginResult> begin_idempotency(IdempotencyRecord r) = 0;
+  virtual asio::awaitable<void> complete_idempotency(IdempotencyRecord r) = 0;
+  virtual asio::awaitable<void> release_idempotency(std::string merchant, std::string key) = 0;
+  virtual asio::awaitable<std::optional<IdempotencyRecord>> get_idempotency(std::string merchant,
+                                                                            std::string key) = 0;
+  // Deletes completed keys created before the cutoff; returns how many.
+  virtual asio::awaitable<std::int64_t> prune_idempotency(std::int64_t created_before) = 0;
+  // Keys left in progress by a process that died: returned so that start-up can settle them.
+  virtual asio::awaitable<std::vector<IdempotencyRecord>> in_progress_idempotency() = 0;
+
+  // Inbound notifications (audit and de-duplication)
+  virtual asio::awaitable<void> record_notification(NotificationRecord n) = 0;
+};
+
+// Opens the store named by a storage URL (sqlite://path), applying migrations.
+std::unique_ptr<Store> open_store(const std::string& url);
+
+}  // namespace paymux::store
