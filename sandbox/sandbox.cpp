@@ -276,6 +276,9 @@ struct Sleeper::State {
   std::atomic<bool> stopped{false};
 };
 
+Sleeper::Sleeper() : state_(std::make_shared<State>()) {}
+Sleeper::~Sleeper() = default;
+
 asio::awaitable<bool> Sleeper::sleep(std::chrono::milliseconds d) {
   auto state = state_;
   asio::steady_timer timer(co_await asio::this_coro::executor, d);

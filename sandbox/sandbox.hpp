@@ -102,6 +102,9 @@ void parse_listen(std::string_view text, std::string& host, std::uint16_t& port,
 
 class Sleeper {
  public:
+  Sleeper();
+  ~Sleeper();
+
   // Waits on a timer of the calling coroutine's executor. True when the time elapsed, false when
   // stop() cut it short (or had already been called).
   asio::awaitable<bool> sleep(std::chrono::milliseconds d);
@@ -110,7 +113,7 @@ class Sleeper {
 
  private:
   struct State;
-  std::shared_ptr<State> state_ = std::make_shared<State>();
+  std::shared_ptr<State> state_;
 };
 
 // ---------------------------------------------------------------------------------------------

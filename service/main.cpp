@@ -1,1 +1,152 @@
-int main() { return 0; }
+// paymux: the payment orchestration service.
+//   paymux --config FILE                  run
+//   paymux --check-config --config FILE   validate the configuration and exit
+#include "service/app.hpp"
+#include "service/core/orchestrator.hpp"
+#include "service/http/server.hpp"
+#include "service/obs/log.hpp"
+#include "service/core/clock.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+#include <iostream>
+#include <thread>
+
+namespace asio = boost::asio;
+using namespace paymux;
+
+namespace {
+
+void usage() {
+  std::cerr << "usage: paymux --config FILE [--check-config]\n";
+}
+
+// Keys are kept at least 24 h, then pruned hourly.
+asio::awaitable<void> prune_idempotency_keys(store::Store& store) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  for (;;) {
+    try {
+      auto n = co_await store.prune_idempotency(now_ms() - kIdempotencyRetentionMs);
+      if (n) spdlog::info("pruned {} idempotency keys older than 24h", n);
+    } catch (const std::exception& e) {
+      spdlog::warn("idempotency pruning failed: {}", e.what());
+    }
+    timer.expires_after(std::chrono::hours(1));
+    auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (ec) co_return;
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path;
+  bool check_only = false;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--config") && i + 1 < argc) config_path = argv[++i];
+    else if (!std::strcmp(argv[i], "--check-config")) check_only = true;
+    else {
+      usage();
+      return 2;
+    }
+  }
+  if (config_path.empty()) {
+    usage();
+    return 2;
+  }
+
+  Config config;
+  try {
+    config = load_config_file(config_path);
+  } catch (const std::exception& e) {
+    std::cerr << "paymux: configuration error: " << e.what() << "\n";
+    return 1;
+  }
+  if (check_only) {
+    try {
+      // Building the connectors checks every provider's credentials too.
+      Connectors connectors(config, providers::ProviderEnv{config.server.public_url});
+    } catch (const std::exception& e) {
+      std::cerr << "paymux: configuration error: " << e.what() << "\n";
+      return 1;
+    }
+    std::cout << "configuration ok: " << config.merchants.size() << " merchant(s)\n";
+    return 0;
+  }
+
+  obs::init_logging(config.log, "paymux");
+  const unsigned threads = config.server.threads ? config.server.threads : std::max(1u, std::thread::hardware_concurrency());
+  asio::io_context ioc(static_cast<int>(threads));
+
+  std::unique_ptr<App> app;
+  try {
+    app = std::make_unique<App>(config, ioc);
+  } catch (const std::exception& e) {
+    spdlog::critical("start-up failed: {}", e.what());
+    return 1;
+  }
+
+  http::Router router;
+  register_routes(router, *app);
+  http::ServerOptions so;
+  so.host = config.server.listen_host;
+  so.port = config.server.listen_port;
+  so.max_body_bytes = config.server.limits.max_body_bytes;
+  so.header_timeout = config.server.limits.header_timeout;
+  so.idle_timeout = config.server.limits.idle_timeout;
+  http::Server server(ioc, so, router);
+  try {
+    server.start();
+  } catch (const std::exception& e) {
+    spdlog::critical("cannot listen on {}:{}: {}", so.host, so.port, e.what());
+    return 1;
+  }
+  spdlog::info("paymux listening on {}:{} ({} threads), public url {}", so.host, server.port(), threads,
+               config.server.public_url);
+
+  asio::co_spawn(ioc, [&]() -> asio::awaitable<void> {
+    try {
+      co_await app->orchestrator.settle_interrupted();
+      app->ready = true;
+      spdlog::info("paymux ready");
+    } catch (const std::exception& e) {
+      spdlog::error("start-up settlement failed: {} (not ready)", e.what());
+    }
+    co_await prune_idempotency_keys(*app->store);
+  }, asio::detached);
+
+  // Graceful shutdown: stop accepting, let in-flight requests finish within the grace period.
+  asio::signal_set signals(ioc, SIGINT, SIGTERM);
+  asio::steady_timer drain_timer(ioc);
+  signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+    if (ec) return;
+    spdlog::info("signal {} received: draining", sig);
+    server.stop_accepting();
+    const auto deadline = std::chrono::steady_clock::now() + config.server.limits.shutdown_grace;
+    asio::co_spawn(ioc, [&, deadline]() -> asio::awaitable<void> {
+      asio::steady_timer t(co_await asio::this_coro::executor);
+      while (server.active_connections() > 0 && std::chrono::steady_clock::now() < deadline) {
+        t.expires_after(std::chrono::milliseconds(20));
+        co_await t.async_wait(asio::use_awaitable);
+      }
+      if (server.active_connections() > 0)
+        spdlog::warn("grace period over with {} connection(s) open: closing", server.active_connections());
+      ioc.stop();
+    }, asio::detached);
+  });
+
+  std::vector<std::thread> pool;
+  for (unsigned i = 1; i < threads; ++i) pool.emplace_back([&] { ioc.run(); });
+  ioc.run();
+  for (auto& t : pool) t.join();
+  app.reset();  // closes the store: queued writes are committed first
+  spdlog::info("paymux stopped");
+  return 0;
+}

@@ -16,7 +16,7 @@ std::string_view to_string(ErrorType t) {
   return "api_error";
 }
 
-Response error_response(const ApiError& e, const std::string& request_id, unsigned version, bool keep_alive) {
+std::string error_body(const ApiError& e, const std::string& request_id) {
   boost::json::object err;
   err["type"] = to_string(e.type);
   err["code"] = e.code;
@@ -25,11 +25,15 @@ Response error_response(const ApiError& e, const std::string& request_id, unsign
   err["request_id"] = request_id;
   boost::json::object body;
   body["error"] = std::move(err);
+  return boost::json::serialize(body);
+}
+
+Response error_response(const ApiError& e, const std::string& request_id, unsigned version, bool keep_alive) {
   Response res{static_cast<bhttp::status>(e.status), version};
   res.set(bhttp::field::content_type, "application/json");
   res.set(bhttp::field::cache_control, "no-store");
   if (e.status == 401) res.set(bhttp::field::www_authenticate, "Bearer");
-  res.body() = boost::json::serialize(body);
+  res.body() = error_body(e, request_id);
   res.keep_alive(keep_alive);
   res.prepare_payload();
   return res;

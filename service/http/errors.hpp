@@ -45,3 +45,8 @@ ApiError unsupported(std::string message);
 ApiError internal_error();
 
 }  // namespace paymux::http
+
+namespace paymux::http {
+// The serialized error object, for answers that are stored (idempotent replays).
+std::string error_body(const ApiError& e, const std::string& request_id);
+}  // namespace paymux::http

@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <charconv>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -56,7 +57,7 @@ struct Endpoint {
 std::optional<Endpoint> parse_endpoint(std::string_view url, bool allow_plain_http, std::string& error) {
   auto parsed = boost::urls::parse_uri(url);
   if (!parsed) {
-    error = "invalid URL: " + parsed.error().message();
+    error = "invalid URL: not an absolute URL";
     return std::nullopt;
   }
   const auto& u = *parsed;
@@ -92,11 +93,20 @@ std::optional<Endpoint> parse_endpoint(std::string_view url, bool allow_plain_ht
   const std::uint16_t default_port = ep.tls ? 443 : 80;
   std::uint16_t port = default_port;
   if (u.has_port() && !u.port().empty()) {
-    port = u.port_number();
-    if (port == 0) {
-      error = "invalid URL: bad port \"" + std::string(u.port()) + "\"";
+    // Parsed here: Boost.URL 1.81's port_number() wraps values above 65535 around.
+    const auto text = u.port();
+    unsigned long value = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc{} || end != text.data() + text.size() || value == 0 || value > 65535) {
+      error = "invalid URL: bad port \"" + std::string(text) + "\"";
       return std::nullopt;
     }
+    port = static_cast<std::uint16_t>(value);
+  }
+  // Boost.URL 1.81 accepts "http://h:8o/" as port "8" and path "o/"; RFC 3986 wants "/" first.
+  if (!u.encoded_path().empty() && u.encoded_path().front() != '/') {
+    error = "invalid URL: bad port or path";
+    return std::nullopt;
   }
   ep.host = u.host_address();
   for (auto& c : ep.host) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));

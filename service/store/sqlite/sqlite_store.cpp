@@ -164,7 +164,7 @@ class SqliteStore final : public Store {
   }
 
   asio::awaitable<bool> ping() override {
-    co_return co_await read<bool>([](Db& db) {
+    return read<bool>([](Db& db) {
       SQL q = "SELECT 1";
       auto s = db.prepare(q);
       return s.step();
@@ -172,7 +172,7 @@ class SqliteStore final : public Store {
   }
 
   asio::awaitable<CreatePaymentResult> create_payment(PaymentRecord p, std::optional<IdempotencyRecord> key) override {
-    co_return co_await write<CreatePaymentResult>([p = std::move(p), key = std::move(key)](Db& db) {
+    return write<CreatePaymentResult>([p = std::move(p), key = std::move(key)](Db& db) {
       CreatePaymentResult result;
       db.exec("SAVEPOINT create_payment");
       try {
@@ -202,13 +202,13 @@ class SqliteStore final : public Store {
   }
 
   asio::awaitable<std::optional<PaymentRecord>> get_payment(std::string id) override {
-    co_return co_await read<std::optional<PaymentRecord>>([id = std::move(id)](Db& db) {
+    return read<std::optional<PaymentRecord>>([id = std::move(id)](Db& db) {
       return select_payment(db, id);
     });
   }
 
   asio::awaitable<std::vector<PaymentRecord>> list_payments(PaymentQuery q) override {
-    co_return co_await read<std::vector<PaymentRecord>>([q = std::move(q)](Db& db) {
+    return read<std::vector<PaymentRecord>>([q = std::move(q)](Db& db) {
       std::int64_t cursor = INT64_MAX;
       if (!q.starting_after.empty()) {
         SQL c = "SELECT seq FROM payments WHERE id = ?1 AND merchant = ?2";
@@ -232,7 +232,7 @@ class SqliteStore final : public Store {
   }
 
   asio::awaitable<bool> apply_payment_change(PaymentChange c) override {
-    co_return co_await write<bool>([c = std::move(c)](Db& db) {
+    return write<bool>([c = std::move(c)](Db& db) {
       db.exec("SAVEPOINT change");
       try {
         SQL u =
@@ -266,7 +266,7 @@ class SqliteStore final : public Store {
   }
 
   asio::awaitable<std::vector<PaymentRecord>> pending_payments(std::int64_t updated_before, int limit) override {
-    co_return co_await read<std::vector<PaymentRecord>>([=](Db& db) {
+    return read<std::vector<PaymentRecord>>([=](Db& db) {
       static const std::string sql = std::string("SELECT ") + kPaymentColumns +
                                      " FROM payments WHERE status IN ('created', 'requires_action', 'processing')"
                                      " AND updated_at < ?1 ORDER BY updated_at LIMIT ?2";
@@ -279,7 +279,7 @@ class SqliteStore final : public Store {
   }
 
   asio::awaitable<CreateRefundResult> create_refund(RefundRecord r, std::optional<IdempotencyRecord> key) override {
-    co_return co_await write<CreateRefundResult>([r = std::move(r), key = std::move(key)](Db& db) {
+    return write<CreateRefundResult>([r = std::move(r), key = std::move(key)](Db& db) {
       CreateRefundResult result;
       db.exec("SAVEPOINT create_refund");
       try {
@@ -321,7 +321,7 @@ class SqliteStore final : public Store {
   }
 
   asio::awaitable<std::optional<RefundRecord>> get_refund(std::string id) override {
-    co_return co_await read<std::optional<RefundRecord>>([id = std::move(id)](Db& db) -> std::optional<RefundRecord> {
+    return read<std::optional<RefundRecord>>([id = std::move(id)](Db& db) -> std::optional<RefundRecord> {
       static const std::string sql = std::string("SELECT ") + kRefundColumns + " FROM refunds WHERE id = ?1";
       auto s = db.prepare(sql.c_str());
       s.bind(1, id);
@@ -331,7 +331,7 @@ class SqliteStore final : public Store {
   }
 
   asio::awaitable<std::vector<RefundRecord>> list_refunds(std::string payment_id) override {
-    co_return co_await read<std::vector<RefundRecord>>([id = std::move(payment_id)](Db& db) {
+    return read<std::vector<RefundRecord>>([id = std::move(payment_id)](Db& db) {
       static const std::string sql =
           std::string("SELECT ") + kRefundColumns + " FROM refunds WHERE payment_id = ?1 ORDER BY seq DESC";
       auto s = db.prepare(sql.c_str());
@@ -343,7 +343,7 @@ class SqliteStore final : public Store {
   }
 
   asio::awaitable<std::optional<EventRecord>> get_event(std::string id) override {
-    co_return co_await read<std::optional<EventRecord>>([id = std::move(id)](Db& db) -> std::optional<EventRecord> {
+    return read<std::optional<EventRecord>>([id = std::move(id)](Db& db) -> std::optional<EventRecord> {
       SQL q = "SELECT id, merchant, type, object_id, payload, created_at FROM events WHERE id = ?1";
       auto s = db.prepare(q);
       s.bind(1, id);
@@ -353,7 +353,7 @@ class SqliteStore final : public Store {
   }
 
   asio::awaitable<std::vector<EventRecord>> list_events(EventQuery q) override {
-    co_return co_await read<std::vector<EventRecord>>([q = std::move(q)](Db& db) {
+    return read<std::vector<EventRecord>>([q = std::move(q)](Db& db) {
       std::int64_t cursor = INT64_MAX;
       if (!q.starting_after.empty()) {
         SQL c = "SELECT seq FROM events WHERE id = ?1 AND merchant = ?2";
@@ -374,7 +374,7 @@ class SqliteStore final : public Store {
   }
 
   asio::awaitable<BeginResult> begin_idempotency(IdempotencyRecord r) override {
-    co_return co_await write<BeginResult>([r = std::move(r)](Db& db) {
+    return write<BeginResult>([r = std::move(r)](Db& db) {
       BeginResult result;
       if (!insert_idempotency(db, r)) {
         result.outcome = BeginOutcome::exists;
@@ -385,29 +385,29 @@ class SqliteStore final : public Store {
   }
 
   asio::awaitable<void> complete_idempotency(IdempotencyRecord r) override {
-    co_await write<Unit>([r = std::move(r)](Db& db) {
+    return discard(write<Unit>([r = std::move(r)](Db& db) {
       update_idempotency(db, r);
       return Unit{};
-    });
+    }));
   }
 
   asio::awaitable<void> release_idempotency(std::string merchant, std::string key) override {
-    co_await write<Unit>([merchant = std::move(merchant), key = std::move(key)](Db& db) {
+    return discard(write<Unit>([merchant = std::move(merchant), key = std::move(key)](Db& db) {
       SQL d = "DELETE FROM idempotency_keys WHERE merchant = ?1 AND key = ?2 AND state = 'in_progress'";
       auto s = db.prepare(d);
       s.bind(1, merchant).bind(2, key);
       s.exec();
       return Unit{};
-    });
+    }));
   }
 
   asio::awaitable<std::optional<IdempotencyRecord>> get_idempotency(std::string merchant, std::string key) override {
-    co_return co_await read<std::optional<IdempotencyRecord>>(
+    return read<std::optional<IdempotencyRecord>>(
         [merchant = std::move(merchant), key = std::move(key)](Db& db) { return select_idempotency(db, merchant, key); });
   }
 
   asio::awaitable<std::int64_t> prune_idempotency(std::int64_t created_before) override {
-    co_return co_await write<std::int64_t>([=](Db& db) {
+    return write<std::int64_t>([=](Db& db) {
       SQL d = "DELETE FROM idempotency_keys WHERE created_at < ?1 AND state = 'completed'";
       auto s = db.prepare(d);
       s.bind(1, created_before);
@@ -417,7 +417,7 @@ class SqliteStore final : public Store {
   }
 
   asio::awaitable<std::vector<IdempotencyRecord>> in_progress_idempotency() override {
-    co_return co_await read<std::vector<IdempotencyRecord>>([](Db& db) {
+    return read<std::vector<IdempotencyRecord>>([](Db& db) {
       static const std::string sql =
           std::string("SELECT ") + kIdempotencyColumns + " FROM idempotency_keys WHERE state = 'in_progress'";
       auto s = db.prepare(sql.c_str());
@@ -428,10 +428,10 @@ class SqliteStore final : public Store {
   }
 
   asio::awaitable<void> record_notification(NotificationRecord n) override {
-    co_await write<Unit>([n = std::move(n)](Db& db) {
+    return discard(write<Unit>([n = std::move(n)](Db& db) {
       insert_notification(db, n);
       return Unit{};
-    });
+    }));
   }
 
  private:
@@ -628,6 +628,8 @@ class SqliteStore final : public Store {
         },
         asio::use_awaitable);
   }
+
+  static asio::awaitable<void> discard(asio::awaitable<Unit> a) { co_await std::move(a); }
 
   template <class T, class Fn>
   asio::awaitable<T> write(Fn fn) {

@@ -1,0 +1,681 @@
+#include "service/core/orchestrator.hpp"
+
+#include "service/core/clock.hpp"
+#include "service/core/ids.hpp"
+#include "service/core/json.hpp"
+#include "service/core/views.hpp"
+
+#include <boost/json/serialize.hpp>
+#include <spdlog/spdlog.h>
+
+namespace paymux {
+
+namespace asio = boost::asio;
+using http::ApiError;
+using http::ErrorType;
+using store::PaymentRecord;
+
+namespace {
+
+Reply reply(unsigned status, std::string body) { return Reply{status, std::move(body), false}; }
+
+std::string ser(const boost::json::value& v) { return boost::json::serialize(v); }
+
+ApiError provider_unreachable(bool timed_out, const std::string& detail) {
+  return ApiError{timed_out ? 504u : 502u, ErrorType::provider_error,
+                  timed_out ? "provider_timeout" : "provider_unavailable",
+                  "No gateway could be reached; nothing was sent. " + detail, {}};
+}
+
+void add_attempt(PaymentRecord& p, const std::string& connector, std::string_view outcome, const std::string& error,
+                 std::int64_t latency_ms) {
+  auto attempts = json::parse_stored(p.attempts_json);
+  if (!attempts.is_array()) attempts = boost::json::array();
+  boost::json::object a;
+  a["connector"] = connector;
+  a["outcome"] = outcome;
+  a["error"] = error.empty() ? boost::json::value(nullptr) : boost::json::value(error);
+  a["latency_ms"] = latency_ms;
+  a["at"] = rfc3339(now_ms());
+  attempts.get_array().push_back(std::move(a));
+  p.attempts_json = ser(attempts);
+}
+
+std::string raw_of(const http::RequestContext& ctx) {
+  std::string raw;
+  if (!ctx.query.empty()) {
+    raw += "?";
+    raw += ctx.query;
+  }
+  if (!ctx.req.body().empty()) {
+    if (!raw.empty()) raw += "\n";
+    raw += ctx.req.body();
+  }
+  if (raw.size() > 65536) raw.resize(65536);
+  return raw;
+}
+
+std::string with_query(std::string url, const std::string& params) {
+  auto hash = url.find('#');
+  std::string fragment;
+  if (hash != std::string::npos) {
+    fragment = url.substr(hash);
+    url.resize(hash);
+  }
+  url += url.find('?') == std::string::npos ? '?' : '&';
+  url += params;
+  return url + fragment;
+}
+
+}  // namespace
+
+Result idempotency_verdict(const store::IdempotencyRecord& existing, const std::string& endpoint,
+                           const std::string& fingerprint) {
+  if (existing.endpoint != endpoint || existing.fingerprint != fingerprint)
+    return ApiError{422, ErrorType::idempotency_error, "key_reused",
+                    "This Idempotency-Key was used with another request; use a new key for a new request.", {}};
+  if (existing.state == store::IdempotencyState::in_progress)
+    return ApiError{409, ErrorType::idempotency_error, "request_in_progress",
+                    "A request with this Idempotency-Key is still being processed; retry later.", {}};
+  return Reply{existing.response_status, existing.response_body, true};
+}
+
+Orchestrator::Orchestrator(const Config& config, store::Store& store, providers::Exchange& exchange,
+                           const Connectors& connectors)
+    : config_(config), store_(store), exchange_(exchange), connectors_(connectors) {}
+
+std::string Orchestrator::payment_body(const PaymentRecord& p) const {
+  return ser(payment_json(p, config_.server.public_url));
+}
+
+store::EventRecord Orchestrator::make_event(const std::string& merchant, const std::string& type,
+                                            const std::string& object_id, boost::json::object object) const {
+  store::EventRecord e;
+  e.id = new_id(kEventPrefix);
+  e.merchant = merchant;
+  e.type = type;
+  e.object_id = object_id;
+  e.created_at = now_ms();
+  e.payload_json = ser(event_json(e.id, type, e.created_at, std::move(object)));
+  return e;
+}
+
+bool Orchestrator::absorb(PaymentRecord& p, const providers::PaymentResult& r) {
+  bool changed = false;
+  if (!r.provider_payment_id.empty() && p.provider_payment_id.empty()) {
+    p.provider_payment_id = r.provider_payment_id;
+    changed = true;
+  }
+  if (r.risk) {
+    auto risk = ser(*r.risk);
+    if (risk != p.risk_json) {
+      p.risk_json = std::move(risk);
+      changed = true;
+    }
+  }
+  if (!r.status || *r.status == p.status) return changed;
+  if (!can_transition(p.status, *r.status)) {
+    spdlog::info("payment {}: transition {} -> {} refused (status never moves backwards)", p.id,
+                 to_string(p.status), to_string(*r.status));
+    return changed;
+  }
+  p.status = *r.status;
+  if (p.status == PaymentStatus::requires_action && r.next_action)
+    p.next_action_json = ser(*r.next_action);
+  else if (p.status != PaymentStatus::requires_action)
+    p.next_action_json.clear();
+  if (r.failure && (p.status == PaymentStatus::failed || p.status == PaymentStatus::canceled))
+    p.failure_json = ser(r.failure->to_json());
+  if (p.status == PaymentStatus::refunded) p.amount_refunded = p.amount;
+  return true;
+}
+
+asio::awaitable<PaymentRecord> Orchestrator::update_payment(std::string id, Mutator mutate,
+                                                            std::optional<PaymentRecord> current) {
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    if (!current) {
+      current = co_await store_.get_payment(id);
+      if (!current) throw std::runtime_error("payment " + id + " vanished");
+    }
+    PaymentRecord before = *current;
+    PaymentRecord after = before;
+    Extras extras;
+    if (!mutate(after, extras)) co_return before;
+    after.updated_at = now_ms();
+    store::PaymentChange change;
+    change.expected_version = before.version;
+    if (after.status != before.status) {
+      if (!can_transition(before.status, after.status))
+        throw std::logic_error("refused transition reached the store");  // absorb() guards this
+      if (auto type = payment_event_type(after.status))
+        change.events.push_back(make_event(after.merchant, std::string(*type), after.id,
+                                           payment_json(after, config_.server.public_url)));
+    }
+    for (auto& [type, object] : extras.events)
+      change.events.push_back(make_event(after.merchant, type,
+                                         object.contains("id") ? std::string(object["id"].as_string()) : after.id,
+                                         std::move(object)));
+    change.refund = std::move(extras.refund);
+    change.notification = std::move(extras.notification);
+    if (extras.idempotency) change.idempotency_done = extras.idempotency(after);
+    change.payment = after;
+    if (co_await store_.apply_payment_change(std::move(change))) {
+      after.version = before.version + 1;
+      co_return after;
+    }
+    current.reset();  // someone else changed it: read again and re-decide
+  }
+  throw std::runtime_error("payment " + id + " kept changing under concurrent writers");
+}
+
+asio::awaitable<std::optional<PaymentRecord>> Orchestrator::load_payment(const std::string& merchant,
+                                                                         const std::string& id) {
+  if (!is_valid_id(id, kPaymentPrefix)) co_return std::nullopt;
+  auto p = co_await store_.get_payment(id);
+  if (!p || p->merchant != merchant) co_return std::nullopt;  // another merchant's id is a 404
+  co_return p;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Payments
+
+asio::awaitable<Result> Orchestrator::create_payment(CreatePaymentCommand c) {
+  RouteRequest rr{c.merchant, c.connector, c.currency, c.method, c.amount, &c.metadata};
+  if (!c.connector.empty()) {
+    const auto* k = connectors_.find(c.connector);
+    if (!k || k->config->merchant != c.merchant)
+      co_return http::bad_request("parameter_invalid", "No connector '" + c.connector + "' is configured.",
+                                  "connector");
+  }
+  auto route = connectors_.route(rr);
+
+  PaymentRecord p;
+  p.id = new_id(kPaymentPrefix);
+  p.merchant = c.merchant;
+  p.reference = c.reference;
+  p.amount = c.amount;
+  p.currency = c.currency;
+  p.status = PaymentStatus::created;
+  boost::json::object method;
+  method["type"] = c.method;
+  p.payment_method_json = ser(method);
+  p.request_json = ser(c.request);
+  p.return_url = c.return_url;
+  p.metadata_json = ser(c.metadata);
+  p.created_at = p.updated_at = now_ms();
+  if (c.expires_in > 0) p.expires_at = p.created_at + c.expires_in * 1000;
+
+  // Candidates that lack a mandatory field are skipped; when none is left, the first one's
+  // complaint is the answer (400 naming the field), before anything is sent.
+  std::vector<const Connector*> candidates;
+  std::optional<ApiError> first_invalid;
+  for (const auto* k : route.candidates) {
+    if (auto err = k->provider->validate(p, c.request)) {
+      if (!first_invalid) first_invalid = err;
+      add_attempt(p, k->id(), "skipped", err->message, 0);
+      continue;
+    }
+    candidates.push_back(k);
+  }
+  for (const auto& s : route.skipped) add_attempt(p, s.connector, "skipped", s.reason, 0);
+  if (candidates.empty()) {
+    if (first_invalid) co_return *first_invalid;
+    std::string why = route.skipped.empty() ? "no connector is routed for this payment"
+                                            : route.skipped.front().connector + ": " + route.skipped.front().reason;
+    co_return http::unsupported("No configured connector can take this payment (" + why + ").");
+  }
+  p.connector = candidates.front()->id();
+  p.provider = std::string(candidates.front()->provider->name());
+
+  const std::string endpoint = "POST /v1/payments";
+  std::optional<store::IdempotencyRecord> key;
+  if (!c.idempotency_key.empty()) {
+    store::IdempotencyRecord k;
+    k.merchant = c.merchant;
+    k.key = c.idempotency_key;
+    k.endpoint = endpoint;
+    k.fingerprint = c.fingerprint;
+    k.resource_id = p.id;
+    k.created_at = p.created_at;
+    key = std::move(k);
+  }
+  auto created = co_await store_.create_payment(p, key);
+  if (created.outcome == store::CreatePaymentOutcome::idempotency_exists)
+    co_return idempotency_verdict(created.existing, endpoint, c.fingerprint);
+  if (created.outcome == store::CreatePaymentOutcome::duplicate_reference)
+    co_return ApiError{409, ErrorType::invalid_request_error, "duplicate_reference",
+                       "A payment with reference '" + c.reference + "' exists already.", "reference"};
+
+  // Try the candidates in order; fail over only when nothing reached the gateway.
+  const std::string order_no = order_no_for(p.id);
+  const auto& pub = config_.server.public_url;
+  providers::PaymentResult result;
+  bool sent = false;
+  bool timed_out = false;
+  std::string last_error;
+  for (const auto* k : candidates) {
+    p.connector = k->id();
+    p.provider = std::string(k->provider->name());
+    providers::PaymentInput in{p, c.request, order_no, pub + "/webhooks/" + k->id(),
+                               pub + "/return/" + k->id() + "?payment=" + p.id, c.method_secret};
+    auto res = co_await exchange_.send(*k->config, providers::Flow::authorize, k->provider->build_authorize(in));
+    const auto latency_ms = res.latency.count() / 1000;
+    if (res.outcome == net::SendOutcome::not_sent) {
+      add_attempt(p, k->id(), "not_sent", res.error, latency_ms);
+      last_error = res.error;
+      timed_out = res.error.find("timed out") != std::string::npos || res.error.find("timeout") != std::string::npos;
+      continue;
+    }
+    sent = true;
+    if (res.outcome == net::SendOutcome::unknown) {
+      result = {};
+      result.unknown = true;
+      result.error = res.error;
+    } else {
+      result = k->provider->parse_authorize(res, in);
+    }
+    add_attempt(p, k->id(), result.unknown ? "unknown" : "definite", result.error, latency_ms);
+    break;
+  }
+
+  const std::string request_id = c.request_id;
+  auto key_done = [key, request_id, this](unsigned status, std::optional<ApiError> err) {
+    return [key, status, err, request_id, this](const PaymentRecord& after) -> std::optional<store::IdempotencyRecord> {
+      if (!key) return std::nullopt;
+      auto k = *key;
+      k.state = store::IdempotencyState::completed;
+      k.response_status = err ? err->status : status;
+      k.response_body = err ? http::error_body(*err, request_id) : payment_body(after);
+      return k;
+    };
+  };
+
+  if (!sent) {
+    // Nothing reached any gateway: the payment fails here and the answer is 502/504.
+    auto err = provider_unreachable(timed_out, last_error);
+    PaymentRecord attempted = p;
+    co_await update_payment(
+        p.id,
+        [&](PaymentRecord& rec, Extras& x) {
+          rec.attempts_json = attempted.attempts_json;
+          rec.status = PaymentStatus::failed;
+          providers::Failure f{err.code, err.message, ""};
+          rec.failure_json = ser(f.to_json());
+          x.idempotency = key_done(err.status, err);
+          return true;
+        },
+        p);
+    co_return err;
+  }
+
+  const bool unknown = result.unknown;
+  PaymentRecord attempted = p;
+  auto after = co_await update_payment(
+      p.id,
+      [&](PaymentRecord& rec, Extras& x) {
+        rec.attempts_json = attempted.attempts_json;
+        rec.connector = attempted.connector;
+        rec.provider = attempted.provider;
+        if (unknown) {
+          // The gateway may have the payment: reconciliation settles it.
+          providers::PaymentResult r;
+          r.status = PaymentStatus::processing;
+          absorb(rec, r);
+        } else {
+          absorb(rec, result);
+        }
+        x.idempotency = key_done(unknown ? 202 : 201, std::nullopt);
+        return true;
+      },
+      p);
+  co_return reply(unknown ? 202 : 201, payment_body(after));
+}
+
+asio::awaitable<Result> Orchestrator::get_payment(std::string merchant, std::string id) {
+  auto p = co_await load_payment(merchant, id);
+  if (!p) co_return http::not_found("No such payment: '" + id + "'");
+  co_return reply(200, payment_body(*p));
+}
+
+asio::awaitable<Result> Orchestrator::list_payments(store::PaymentQuery q) {
+  const int limit = q.limit;
+  q.limit = limit + 1;
+  auto rows = co_await store_.list_payments(q);
+  boost::json::object out;
+  out["object"] = "list";
+  out["has_more"] = static_cast<int>(rows.size()) > limit;
+  boost::json::array data;
+  for (int i = 0; i < static_cast<int>(rows.size()) && i < limit; ++i)
+    data.push_back(payment_json(rows[i], config_.server.public_url));
+  out["data"] = std::move(data);
+  co_return reply(200, ser(out));
+}
+
+asio::awaitable<Result> Orchestrator::sync_payment(std::string merchant, std::string id) {
+  auto p = co_await load_payment(merchant, id);
+  if (!p) co_return http::not_found("No such payment: '" + id + "'");
+  const auto* k = connectors_.find(p->connector);
+  if (!k || !k->provider->capabilities().supports(providers::Flow::sync))
+    co_return http::unsupported("Connector '" + p->connector + "' has no query API.");
+  auto wire = k->provider->build_sync(*p);
+  if (!wire)
+    co_return http::state_conflict("The gateway has not assigned this payment an id yet; it cannot be queried.");
+  auto res = co_await exchange_.send(*k->config, providers::Flow::sync, std::move(*wire));
+  if (res.outcome != net::SendOutcome::response)
+    co_return ApiError{502, ErrorType::provider_error, "provider_unavailable", "The gateway query failed: " + res.error, {}};
+  auto result = k->provider->parse_sync(res, *p);
+  if (result.unknown)
+    co_return ApiError{502, ErrorType::provider_error, "provider_error", "The gateway query failed: " + result.error, {}};
+  auto after = co_await update_payment(
+      p->id, [&](PaymentRecord& rec, Extras&) { return absorb(rec, result); });
+  co_return reply(200, payment_body(after));
+}
+
+asio::awaitable<Result> Orchestrator::cancel_payment(std::string merchant, std::string id) {
+  auto p = co_await load_payment(merchant, id);
+  if (!p) co_return http::not_found("No such payment: '" + id + "'");
+  if (!is_pending(p->status))
+    co_return http::state_conflict("A payment in status " + std::string(to_string(p->status)) +
+                                   " cannot be canceled.");
+  const auto* k = connectors_.find(p->connector);
+  if (!k || !k->provider->capabilities().supports(providers::Flow::cancel))
+    co_return http::unsupported("Connector '" + p->connector + "' cannot cancel payments.");
+  auto wire = k->provider->build_cancel(*p);
+  if (!wire) co_return http::state_conflict("This payment cannot be canceled at the gateway now.");
+  auto res = co_await exchange_.send(*k->config, providers::Flow::cancel, std::move(*wire));
+  if (res.outcome != net::SendOutcome::response)
+    co_return ApiError{502, ErrorType::provider_error, "provider_unavailable", "The gateway cancel failed: " + res.error, {}};
+  auto result = k->provider->parse_cancel(res, *p);
+  if (result.unknown)
+    co_return ApiError{502, ErrorType::provider_error, "provider_error", "The gateway cancel failed: " + result.error, {}};
+  auto after = co_await update_payment(p->id, [&](PaymentRecord& rec, Extras&) { return absorb(rec, result); });
+  co_return reply(200, payment_body(after));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Refunds
+
+asio::awaitable<Result> Orchestrator::create_refund(CreateRefundCommand c) {
+  auto p = co_await load_payment(c.merchant, c.payment_id);
+  if (!p) co_return http::not_found("No such payment: '" + c.payment_id + "'");
+  if (!is_refundable(p->status))
+    co_return http::state_conflict("A payment in status " + std::string(to_string(p->status)) +
+                                   " cannot be refunded.");
+  const auto* k = connectors_.find(p->connector);
+  if (!k || !k->provider->capabilities().supports(providers::Flow::refund))
+    co_return http::unsupported("Connector '" + p->connector + "' cannot refund payments.");
+
+  auto existing = co_await store_.list_refunds(p->id);
+  std::int64_t reserved = 0;
+  for (const auto& r : existing)
+    if (r.status != RefundStatus::failed) reserved += r.amount;
+  const std::int64_t left = p->amount - reserved;
+  const std::int64_t amount = c.amount.value_or(left);
+  if (amount <= 0 && !c.amount)
+    co_return http::bad_request("amount_too_large", "Nothing is left to refund on this payment.", "amount");
+  if (amount > left)
+    co_return http::bad_request("amount_too_large",
+                                "The refund exceeds what is left to refund (" + std::to_string(left) + ").", "amount");
+
+  store::RefundRecord r;
+  r.id = new_id(kRefundPrefix);
+  r.payment_id = p->id;
+  r.merchant = p->merchant;
+  r.amount = amount;
+  r.currency = p->currency;
+  r.status = RefundStatus::pending;
+  r.reason = c.reason;
+  r.reference = c.reference;
+  r.created_at = r.updated_at = now_ms();
+  auto created = co_await store_.create_refund(r, std::nullopt);
+  if (created.outcome == store::CreateRefundOutcome::too_large)
+    co_return http::bad_request("amount_too_large",
+                                "The refund exceeds what is left to refund (" + std::to_string(created.refundable) + ").",
+                                "amount");
+  if (created.outcome == store::CreateRefundOutcome::not_refundable)
+    co_return http::state_conflict("The payment cannot be refunded in its current status.");
+
+  auto wire = k->provider->build_refund(*p, r);
+  providers::RefundResult result;
+  if (!wire) {
+    result.status = RefundStatus::failed;
+    result.failure = providers::Failure{"not_refundable", "The gateway has no transaction id for this payment.", ""};
+  } else {
+    auto res = co_await exchange_.send(*k->config, providers::Flow::refund, std::move(*wire));
+    if (res.outcome == net::SendOutcome::not_sent) {
+      result.status = RefundStatus::failed;  // nothing reached the gateway: no refund happened
+      result.failure = providers::Failure{"provider_unavailable", "The gateway could not be reached: " + res.error, ""};
+    } else if (res.outcome == net::SendOutcome::unknown) {
+      result.unknown = true;
+      result.error = res.error;
+    } else {
+      result = k->provider->parse_refund(res, *p, r);
+    }
+  }
+  if (result.unknown) {
+    spdlog::warn("refund {}: outcome unknown ({}); it stays pending", r.id, result.error);
+    co_return reply(201, ser(refund_json(r)));
+  }
+  r.status = result.status;
+  r.provider_refund_id = result.provider_refund_id;
+  if (result.failure) r.failure_json = ser(result.failure->to_json());
+  r.updated_at = now_ms();
+  co_await update_payment(p->id, [&](PaymentRecord& rec, Extras& x) {
+    if (r.status == RefundStatus::succeeded) {
+      rec.amount_refunded = std::min(rec.amount, rec.amount_refunded + r.amount);
+      auto to = rec.amount_refunded >= rec.amount ? PaymentStatus::refunded : PaymentStatus::partially_refunded;
+      if (to != rec.status && can_transition(rec.status, to)) rec.status = to;
+      x.events.emplace_back("refund.succeeded", refund_json(r));
+    } else {
+      x.events.emplace_back("refund.failed", refund_json(r));
+    }
+    x.refund = r;
+    return true;
+  });
+  co_return reply(201, ser(refund_json(r)));
+}
+
+asio::awaitable<Result> Orchestrator::get_refund(std::string merchant, std::string id) {
+  if (!is_valid_id(id, kRefundPrefix)) co_return http::not_found("No such refund: '" + id + "'");
+  auto r = co_await store_.get_refund(id);
+  if (!r || r->merchant != merchant) co_return http::not_found("No such refund: '" + id + "'");
+  co_return reply(200, ser(refund_json(*r)));
+}
+
+asio::awaitable<Result> Orchestrator::list_refunds(std::string merchant, std::string payment_id) {
+  auto p = co_await load_payment(merchant, payment_id);
+  if (!p) co_return http::not_found("No such payment: '" + payment_id + "'");
+  auto rows = co_await store_.list_refunds(p->id);
+  boost::json::object out;
+  out["object"] = "list";
+  out["has_more"] = false;
+  boost::json::array data;
+  for (const auto& r : rows) data.push_back(refund_json(r));
+  out["data"] = std::move(data);
+  co_return reply(200, ser(out));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events
+
+asio::awaitable<Result> Orchestrator::get_event(std::string merchant, std::string id) {
+  if (!is_valid_id(id, kEventPrefix)) co_return http::not_found("No such event: '" + id + "'");
+  auto e = co_await store_.get_event(id);
+  if (!e || e->merchant != merchant) co_return http::not_found("No such event: '" + id + "'");
+  co_return reply(200, e->payload_json);
+}
+
+asio::awaitable<Result> Orchestrator::list_events(store::EventQuery q) {
+  const int limit = q.limit;
+  q.limit = limit + 1;
+  auto rows = co_await store_.list_events(q);
+  std::string body = "{\"object\":\"list\",\"data\":[";
+  for (int i = 0; i < static_cast<int>(rows.size()) && i < limit; ++i) {
+    if (i) body += ',';
+    body += rows[i].payload_json;
+  }
+  body += "],\"has_more\":";
+  body += static_cast<int>(rows.size()) > limit ? "true" : "false";
+  body += '}';
+  co_return reply(200, std::move(body));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Notifications and returns
+
+asio::awaitable<http::Response> Orchestrator::handle_notification(std::string connector_id,
+                                                                  const http::RequestContext& ctx) {
+  const auto* k = connectors_.find(connector_id);
+  if (!k)
+    co_return http::error_response(http::not_found("No connector '" + connector_id + "'."), ctx.request_id,
+                                   ctx.req.version(), ctx.req.keep_alive());
+  const auto& provider = *k->provider;
+  auto n = provider.parse_notification(ctx);
+
+  store::NotificationRecord rec;
+  rec.id = new_id("ntf_");
+  rec.connector = connector_id;
+  rec.received_at = now_ms();
+  rec.method = std::string(ctx.req.method_string());
+  rec.raw = raw_of(ctx);
+  rec.verification = std::string(providers::to_string(n.verification));
+  rec.dedup_key = n.dedup_key;
+
+  try {
+    if (n.verification != providers::Verification::verified) {
+      spdlog::warn("notification connector={} rejected: {} ({})", connector_id, rec.verification, n.reason);
+      rec.outcome = "rejected";
+      co_await store_.record_notification(rec);
+      co_return provider.acknowledge(false, ctx.req);
+    }
+    std::optional<PaymentRecord> p;
+    if (auto pid = payment_id_from_order_no(n.order_no)) p = co_await store_.get_payment(*pid);
+    if (!p || p->connector != connector_id) {
+      spdlog::warn("notification connector={} for unknown order '{}'", connector_id, n.order_no);
+      rec.verification = "unknown_order";
+      rec.outcome = "rejected";
+      co_await store_.record_notification(rec);
+      co_return provider.acknowledge(false, ctx.req);
+    }
+    rec.payment_id = p->id;
+    const bool mismatch = (n.amount && *n.amount != p->amount) || (!n.currency.empty() && n.currency != p->currency);
+    if (mismatch) {
+      // Verified, but it disagrees with the order: flag it for review and apply nothing.
+      spdlog::warn("notification connector={} payment={} disagrees with the order (amount/currency)", connector_id,
+                   p->id);
+      rec.outcome = "review";
+      co_await update_payment(
+          p->id,
+          [&](PaymentRecord& cur, Extras& x) {
+            boost::json::object review = payment_json(cur, config_.server.public_url);
+            boost::json::object detail;
+            detail["reason"] = "amount_mismatch";
+            detail["notified_amount"] = n.amount ? boost::json::value(*n.amount) : boost::json::value(nullptr);
+            detail["notified_currency"] = n.currency;
+            detail["connector"] = connector_id;
+            review["review"] = std::move(detail);
+            x.events.emplace_back("payment.review", std::move(review));
+            x.notification = rec;
+            return true;
+          },
+          p);
+      co_return provider.acknowledge(true, ctx.req);
+    }
+    bool applied = false;
+    co_await update_payment(
+        p->id,
+        [&](PaymentRecord& cur, Extras& x) {
+          const auto before = cur.status;
+          if (!absorb(cur, n.result)) return false;
+          applied = true;
+          rec.outcome = cur.status != before ? "applied" : "updated";
+          x.notification = rec;
+          return true;
+        },
+        p);
+    if (!applied) {
+      rec.outcome = "duplicate";
+      co_await store_.record_notification(rec);
+    }
+    co_return provider.acknowledge(true, ctx.req);
+  } catch (const std::exception& e) {
+    // Not stored: answer "not received" so that the gateway sends it again.
+    spdlog::error("notification connector={} not stored: {}", connector_id, e.what());
+    co_return provider.acknowledge(false, ctx.req);
+  }
+}
+
+asio::awaitable<http::Response> Orchestrator::handle_return(std::string connector_id, const http::RequestContext& ctx) {
+  const auto* k = connectors_.find(connector_id);
+  if (!k)
+    co_return http::error_response(http::not_found("No connector '" + connector_id + "'."), ctx.request_id,
+                                   ctx.req.version(), ctx.req.keep_alive());
+  auto n = k->provider->parse_return(ctx);
+  std::string payment_id;
+  if (n.verification == providers::Verification::verified) {
+    if (auto pid = payment_id_from_order_no(n.order_no)) payment_id = *pid;
+  }
+  if (payment_id.empty()) payment_id = n.payment_id_hint;
+  std::optional<PaymentRecord> p;
+  if (is_valid_id(payment_id, kPaymentPrefix)) p = co_await store_.get_payment(payment_id);
+  if (!p || p->connector != connector_id)
+    co_return http::error_response(http::not_found("No such payment for this return."), ctx.request_id,
+                                   ctx.req.version(), ctx.req.keep_alive());
+  // The browser's word is a hint, never the source of truth: recorded, not applied.
+  try {
+    store::NotificationRecord rec;
+    rec.id = new_id("ntf_");
+    rec.connector = connector_id;
+    rec.received_at = now_ms();
+    rec.method = "RETURN " + std::string(ctx.req.method_string());
+    rec.raw = raw_of(ctx);
+    rec.verification = std::string(providers::to_string(n.verification));
+    rec.payment_id = p->id;
+    rec.outcome = "hint:" + n.result.provider_status;
+    co_await store_.record_notification(std::move(rec));
+  } catch (const std::exception& e) {
+    spdlog::warn("return hint for {} not recorded: {}", p->id, e.what());
+  }
+  const std::string params = "payment_id=" + http::url_encode(p->id) + "&status=" + std::string(to_string(p->status));
+  if (!p->return_url.empty())
+    co_return http::redirect_response(http::bhttp::status::see_other, with_query(p->return_url, params), ctx.req);
+  co_return http::redirect_response(http::bhttp::status::see_other,
+                                    config_.server.public_url + "/checkout/" + p->id, ctx.req);
+}
+
+asio::awaitable<void> Orchestrator::settle_interrupted() {
+  auto keys = co_await store_.in_progress_idempotency();
+  for (auto& k : keys) {
+    if (!is_valid_id(k.resource_id, kPaymentPrefix)) {
+      co_await store_.release_idempotency(k.merchant, k.key);
+      continue;
+    }
+    auto p = co_await store_.get_payment(k.resource_id);
+    if (!p) {
+      co_await store_.release_idempotency(k.merchant, k.key);
+      continue;
+    }
+    co_await update_payment(
+        p->id,
+        [&](PaymentRecord& rec, Extras& x) {
+          if (rec.status == PaymentStatus::created) {
+            providers::PaymentResult r;
+            r.status = PaymentStatus::processing;  // it may have reached the gateway
+            absorb(rec, r);
+            add_attempt(rec, rec.connector, "unknown", "interrupted by a restart", 0);
+          }
+          x.idempotency = [k, this](const PaymentRecord& after) -> std::optional<store::IdempotencyRecord> {
+            auto done = k;
+            done.state = store::IdempotencyState::completed;
+            done.response_status = is_pending(after.status) && after.status != PaymentStatus::requires_action ? 202 : 201;
+            done.response_body = payment_body(after);
+            return done;
+          };
+          return true;
+        },
+        p);
+    spdlog::info("settled interrupted request for payment {}", p->id);
+  }
+}
+
+}  // namespace paymux

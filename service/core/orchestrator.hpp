@@ -1,0 +1,116 @@
+#pragma once
+// The domain: payments, refunds and notifications. Every status change goes through one function
+// (update_payment) that only moves a payment forward, writes the events of the change in the same
+// transaction, and retries on a concurrent writer. Handlers call these functions with typed
+// commands and map the Result to HTTP.
+#include "providers/exchange.hpp"
+#include "service/core/config.hpp"
+#include "service/core/connectors.hpp"
+#include "service/http/errors.hpp"
+#include "service/store/store.hpp"
+
+#include <boost/json/object.hpp>
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <variant>
+
+namespace paymux {
+
+// A successful answer: status and serialized JSON body (replayed when it came from a stored key).
+struct Reply {
+  unsigned status = 200;
+  std::string body;
+  bool replayed = false;
+};
+using Result = std::variant<Reply, http::ApiError>;
+
+struct CreatePaymentCommand {
+  std::string merchant;
+  std::string idempotency_key;
+  std::string fingerprint;
+  std::string request_id;
+  std::int64_t amount = 0;
+  std::string currency;
+  std::string reference;
+  std::string connector;  // explicit choice, or empty
+  std::string method;     // hosted | card_nonce | barcode | qr
+  std::string method_secret;  // nonce or barcode: sent to the gateway, never stored
+  boost::json::object request;  // description, customer, billing, shipping, items
+  std::string return_url;
+  std::int64_t expires_in = 0;  // seconds; 0: none
+  boost::json::object metadata;
+};
+
+struct CreateRefundCommand {
+  std::string merchant;
+  std::string payment_id;
+  std::optional<std::int64_t> amount;
+  std::string reason;
+  std::string reference;
+};
+
+// How long idempotency keys are kept (published in the OpenAPI description).
+inline constexpr std::int64_t kIdempotencyRetentionMs = 24LL * 3600 * 1000;
+
+class Orchestrator {
+ public:
+  Orchestrator(const Config& config, store::Store& store, providers::Exchange& exchange, const Connectors& connectors);
+
+  boost::asio::awaitable<Result> create_payment(CreatePaymentCommand c);
+  boost::asio::awaitable<Result> get_payment(std::string merchant, std::string id);
+  boost::asio::awaitable<Result> list_payments(store::PaymentQuery q);
+  boost::asio::awaitable<Result> sync_payment(std::string merchant, std::string id);
+  boost::asio::awaitable<Result> cancel_payment(std::string merchant, std::string id);
+  boost::asio::awaitable<Result> create_refund(CreateRefundCommand c);
+  boost::asio::awaitable<Result> get_refund(std::string merchant, std::string id);
+  boost::asio::awaitable<Result> list_refunds(std::string merchant, std::string payment_id);
+  boost::asio::awaitable<Result> get_event(std::string merchant, std::string id);
+  boost::asio::awaitable<Result> list_events(store::EventQuery q);
+
+  // Gateway notifications and browser returns: the answer the gateway or browser gets.
+  boost::asio::awaitable<http::Response> handle_notification(std::string connector_id, const http::RequestContext& ctx);
+  boost::asio::awaitable<http::Response> handle_return(std::string connector_id, const http::RequestContext& ctx);
+
+  // Start-up: keys left in progress by a stopped process are settled from their payment's state
+  // (a payment still `created` may have reached the gateway: it becomes `processing`).
+  boost::asio::awaitable<void> settle_interrupted();
+
+  const std::string& public_url() const { return config_.server.public_url; }
+
+ private:
+  struct Extras {
+    std::vector<std::pair<std::string, boost::json::object>> events;  // extra events (type, object)
+    std::optional<store::RefundRecord> refund;
+    std::function<std::optional<store::IdempotencyRecord>(const store::PaymentRecord&)> idempotency;
+    std::optional<store::NotificationRecord> notification;
+  };
+  // Mutator: changes the record; returns false when there is nothing to write.
+  using Mutator = std::function<bool(store::PaymentRecord&, Extras&)>;
+
+  // Reads (unless `current` is given), mutates and writes conditionally, retrying on a concurrent
+  // change. Status changes are checked against the state machine and produce their event.
+  boost::asio::awaitable<store::PaymentRecord> update_payment(std::string id, Mutator mutate,
+                                                              std::optional<store::PaymentRecord> current = {});
+
+  boost::asio::awaitable<std::optional<store::PaymentRecord>> load_payment(const std::string& merchant,
+                                                                           const std::string& id);
+  // Applies what a gateway said to a record (forward moves only). Returns true when it changed.
+  static bool absorb(store::PaymentRecord& p, const providers::PaymentResult& r);
+
+  std::string payment_body(const store::PaymentRecord& p) const;
+  store::EventRecord make_event(const std::string& merchant, const std::string& type, const std::string& object_id,
+                                boost::json::object object) const;
+
+  const Config& config_;
+  store::Store& store_;
+  providers::Exchange& exchange_;
+  const Connectors& connectors_;
+};
+
+// The verdict on a request whose Idempotency-Key exists already: replay, 409 or 422.
+Result idempotency_verdict(const store::IdempotencyRecord& existing, const std::string& endpoint,
+                           const std::string& fingerprint);
+
+}  // namespace paymux

@@ -1,0 +1,72 @@
+#include "service/core/views.hpp"
+
+#include "service/core/clock.hpp"
+#include "service/core/json.hpp"
+
+namespace paymux {
+
+boost::json::object payment_json(const store::PaymentRecord& p, const std::string& public_url) {
+  boost::json::object o;
+  o["id"] = p.id;
+  o["object"] = "payment";
+  o["merchant"] = p.merchant;
+  o["status"] = to_string(p.status);
+  o["amount"] = p.amount;
+  o["currency"] = p.currency;
+  o["amount_refunded"] = p.amount_refunded;
+  o["reference"] = p.reference;
+  o["connector"] = p.connector;
+  o["provider"] = p.provider;
+  o["provider_payment_id"] = p.provider_payment_id.empty() ? boost::json::value(nullptr)
+                                                           : boost::json::value(p.provider_payment_id);
+  o["payment_method"] = json::parse_stored(p.payment_method_json);
+  auto request = json::parse_stored(p.request_json);
+  if (request.is_object()) {
+    if (auto* d = request.get_object().if_contains("description")) o["description"] = *d;
+  }
+  auto next_action = json::parse_stored(p.next_action_json);
+  o["next_action"] = next_action;
+  if (!next_action.is_null()) o["checkout_url"] = public_url + "/checkout/" + p.id;
+  o["failure"] = json::parse_stored(p.failure_json);
+  o["risk"] = json::parse_stored(p.risk_json);
+  o["attempts"] = json::parse_stored(p.attempts_json);
+  o["return_url"] = p.return_url.empty() ? boost::json::value(nullptr) : boost::json::value(p.return_url);
+  o["metadata"] = json::parse_stored(p.metadata_json);
+  o["created_at"] = rfc3339(p.created_at);
+  o["updated_at"] = rfc3339(p.updated_at);
+  o["expires_at"] = p.expires_at ? boost::json::value(rfc3339(p.expires_at)) : boost::json::value(nullptr);
+  return o;
+}
+
+boost::json::object refund_json(const store::RefundRecord& r) {
+  boost::json::object o;
+  o["id"] = r.id;
+  o["object"] = "refund";
+  o["payment"] = r.payment_id;
+  o["amount"] = r.amount;
+  o["currency"] = r.currency;
+  o["status"] = to_string(r.status);
+  o["provider_refund_id"] = r.provider_refund_id.empty() ? boost::json::value(nullptr)
+                                                         : boost::json::value(r.provider_refund_id);
+  o["failure"] = json::parse_stored(r.failure_json);
+  o["reason"] = r.reason;
+  o["reference"] = r.reference;
+  o["created_at"] = rfc3339(r.created_at);
+  o["updated_at"] = rfc3339(r.updated_at);
+  return o;
+}
+
+boost::json::object event_json(const std::string& id, const std::string& type, std::int64_t created_at,
+                               boost::json::object data_object) {
+  boost::json::object o;
+  o["id"] = id;
+  o["object"] = "event";
+  o["type"] = type;
+  o["created_at"] = rfc3339(created_at);
+  boost::json::object data;
+  data["object"] = std::move(data_object);
+  o["data"] = std::move(data);
+  return o;
+}
+
+}  // namespace paymux
