@@ -626,7 +626,8 @@ class GlocashSimulator final : public Simulator {
     b += "<dt>Order</dt><dd>" + html_escape(o.invoice) + "</dd>\n";
     b += "<dt>Amount</dt><dd>" + html_escape(o.price) + " " + html_escape(o.currency) + "</dd>\n</dl>\n";
     if (!error.empty()) b += "<div class=\"error\" role=\"alert\" id=\"form-error\">" + html_escape(error) + "</div>\n";
-    b += "<form method=\"post\" action=\"" + html_escape(std::string(kPagePath) + o.token) + "\">\n";
+    b += "<form method=\"post\" action=\"" + html_escape(frame_.public_url() + std::string(kPagePath) + o.token) +
+         "\">\n";
     b += "<label for=\"card_number\">Card number</label>\n"
          "<input id=\"card_number\" name=\"card_number\" inputmode=\"numeric\" autocomplete=\"cc-number\" "
          "required maxlength=\"23\" aria-describedby=\"test-cards\"";
@@ -649,7 +650,7 @@ class GlocashSimulator final : public Simulator {
          "</button>\n"
          "<button type=\"submit\" name=\"action\" value=\"cancel\" class=\"secondary\" formnovalidate>"
          "Cancel payment</button>\n</form>\n";
-    b += "<div class=\"hint\" id=\"test-cards\"><p>Test cards (any expiry and CVV):</p><ul>\n"
+    b += "<div class=\"hint\" id=\"test-cards\"><p>Test cards (with any well-formed expiry date and CVV):</p><ul>\n"
          "<li><code>4000000000000002</code> paid</li>\n"
          "<li><code>5200000000000023</code> failed</li>\n"
          "<li><code>5200000000000106</code> pending</li>\n"

@@ -5,8 +5,25 @@
 //   GET  /glocash/gateway/payment/index/token/T the payment page (section 5); POST: pay or cancel
 //   POST /glocash/gateway/transaction/index    status query (section 8)
 //   POST /glocash/gateway/transaction/refund   refund, partial allowed (section 10)
-// and sends PSNs (section 7, appendix 3) to URL_NOTIFY until answered with HTTP 200.
-// Control API under /_sandbox/glocash (see glocash_sim.cpp).
+// and sends PSNs (section 7, appendix 3) to URL_NOTIFY until answered with HTTP 200, on
+// psn_retry_seconds / time_factor, at most max_psn_attempts sends.
+//
+// Payment page outcomes (POST the page with card_number, card_expiry, card_cvv, card_holder,
+// action=pay|cancel; add auto=1 for a JSON answer {"status","gcid","return_url","return_fields"}
+// instead of the auto-submitting HTML form): 4000000000000002 paid, 5200000000000023 failed,
+// 5200000000000106 pending, any other Luhn-valid 13-19 digit number paid; action=cancel cancelled.
+//
+// Control API (JSON) for tests:
+//   GET  /_sandbox/glocash/transactions/{gcid}         state, refunds, psn {notifications, attempts,
+//                                                      deliveries, manual_sends, log[]}
+//   GET  /_sandbox/glocash/transactions?invoice=X      {"transactions":[...]} (no invoice: the latest, ?limit=N)
+//   POST /_sandbox/glocash/transactions/{gcid}/status  {"status":"paid|...","risk":"ACP|REV|REJ|BAN","notify":true}
+//                                                      forces a status and (by default) sends its PSN
+//   POST /_sandbox/glocash/transactions/{gcid}/psn     {"status","forge_signature","price" (PGW_PRICE),
+//                                                      "currency" (PGW_CURRENCY), "bil_price", "risk",
+//                                                      "notify_type", "url", "repeat":1} sends one extra PSN
+//                                                      now, per repeat; answers {"fields", "responses":[
+//                                                      {"outcome","status","body"}]}; changes no state
 //
 // The wire rules below are inline so that unit tests check them without the sandbox binary.
 #include "sandbox/sandbox.hpp"

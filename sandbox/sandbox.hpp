@@ -10,6 +10,17 @@
 //   - a notification re-sender (retry schedule compressed by time_factor),
 //   - cancellable sleeps (so nothing outlives a shutdown), and small HTML page helpers.
 // The simulators keep their own signing code: nothing here knows a gateway's wire format.
+//
+// Frame routes:
+//   GET    /_sandbox/healthz   200 {"status":"ok"}
+//   GET    /_sandbox           public_url, time_factor, each simulator's summary and base_url, faults
+//   POST   /_sandbox/faults    {"gateway":"glocash","mode":"status_500|timeout|drop|garbage|latency",
+//                              "count":N (-1: until cleared), "latency_ms":M, "hold_ms":H}
+//   GET    /_sandbox/faults    the faults in force;  DELETE /_sandbox/faults[?gateway=X] clears them
+// Fault modes, on the gateway API endpoints only: status_500 answers 500 with an HTML body;
+// timeout reads the request and never answers (held on a timer for hold_ms, default 120 s, then
+// the connection is closed); drop closes the connection after reading the request; garbage
+// answers 200 with a non-JSON body; latency delays the normal answer by latency_ms.
 #include "service/http/router.hpp"
 #include "service/http/types.hpp"
 #include "service/net/http_client.hpp"
