@@ -1,0 +1,174 @@
+// The SQLite store: conditional updates, events in the same transaction, idempotency keys, refund
+// reservations, group commit under concurrency, and durability across reopening.
+#include "service/core/clock.hpp"
+#include "service/core/ids.hpp"
+#include "service/store/sqlite/sqlite_store.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+
+using namespace paymux;
+using namespace paymux::store;
+namespace asio = boost::asio;
+
+namespace {
+
+std::string temp_db() {
+  auto dir = std::filesystem::temp_directory_path() / ("paymux-store-" + new_id(""));
+  std::filesystem::create_directories(dir);
+  return (dir / "test.db").string();
+}
+
+template <class F>
+auto run(F f) {
+  asio::io_context ioc;
+  auto fut = asio::co_spawn(ioc, f(), asio::use_future);
+  ioc.run();
+  return fut.get();
+}
+
+PaymentRecord payment(const std::string& merchant, const std::string& reference, std::int64_t amount = 1999) {
+  PaymentRecord p;
+  p.id = new_id(kPaymentPrefix);
+  p.merchant = merchant;
+  p.reference = reference;
+  p.connector = "c1";
+  p.provider = "glocash";
+  p.amount = amount;
+  p.currency = "USD";
+  p.created_at = p.updated_at = now_ms();
+  return p;
+}
+
+IdempotencyRecord key(const std::string& merchant, const std::string& k, const std::string& resource) {
+  IdempotencyRecord r;
+  r.merchant = merchant;
+  r.key = k;
+  r.endpoint = "POST /v1/payments";
+  r.fingerprint = "fp";
+  r.resource_id = resource;
+  r.created_at = now_ms();
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("payments are created once per idempotency key and once per reference") {
+  auto store = sqlite::open_sqlite_store({temp_db()});
+  auto p = payment("acme", "ORDER-1");
+  auto first = run([&]() { return store->create_payment(p, key("acme", "k1", p.id)); });
+  CHECK(first.outcome == CreatePaymentOutcome::created);
+
+  auto again = payment("acme", "ORDER-1");
+  auto second = run([&]() { return store->create_payment(again, key("acme", "k1", again.id)); });
+  CHECK(second.outcome == CreatePaymentOutcome::idempotency_exists);
+  CHECK(second.existing.resource_id == p.id);
+  CHECK(second.existing.state == IdempotencyState::in_progress);
+
+  auto dup = run([&]() { return store->create_payment(payment("acme", "ORDER-1"), key("acme", "k2", "x")); });
+  CHECK(dup.outcome == CreatePaymentOutcome::duplicate_reference);
+  // the key of the refused request was not kept
+  auto k2 = run([&]() { return store->get_idempotency("acme", "k2"); });
+  CHECK_FALSE(k2);
+  // the same reference is fine for another merchant
+  auto other = run([&]() { return store->create_payment(payment("other", "ORDER-1"), std::nullopt); });
+  CHECK(other.outcome == CreatePaymentOutcome::created);
+}
+
+TEST_CASE("payment changes are conditional on the version and write their events atomically") {
+  auto store = sqlite::open_sqlite_store({temp_db()});
+  auto p = payment("acme", "ORDER-2");
+  run([&]() { return store->create_payment(p, std::nullopt); });
+
+  PaymentChange c;
+  c.payment = p;
+  c.payment.status = PaymentStatus::succeeded;
+  c.expected_version = 0;
+  EventRecord e{new_id(kEventPrefix), "acme", "payment.succeeded", p.id, "{}", now_ms()};
+  c.events.push_back(e);
+  CHECK(run([&]() { return store->apply_payment_change(c); }));
+
+  // A writer that read version 0 loses: nothing of its change is written, its event neither.
+  PaymentChange stale = c;
+  stale.payment.status = PaymentStatus::failed;
+  stale.events[0].id = new_id(kEventPrefix);
+  CHECK_FALSE(run([&]() { return store->apply_payment_change(stale); }));
+  auto now = run([&]() { return store->get_payment(p.id); });
+  CHECK(now->status == PaymentStatus::succeeded);
+  CHECK(now->version == 1);
+  auto events = run([&]() { return store->list_events(EventQuery{"acme", "", p.id, "", 10}); });
+  REQUIRE(events.size() == 1);
+  CHECK(events[0].id == e.id);
+}
+
+TEST_CASE("refund reservations never exceed the payment") {
+  auto store = sqlite::open_sqlite_store({temp_db()});
+  auto p = payment("acme", "ORDER-3", 1000);
+  p.status = PaymentStatus::succeeded;
+  run([&]() { return store->create_payment(p, std::nullopt); });
+  auto refund = [&](std::int64_t amount) {
+    RefundRecord r;
+    r.id = new_id(kRefundPrefix);
+    r.payment_id = p.id;
+    r.merchant = "acme";
+    r.amount = amount;
+    r.currency = "USD";
+    r.created_at = r.updated_at = now_ms();
+    return r;
+  };
+  CHECK(run([&]() { return store->create_refund(refund(600), std::nullopt); }).outcome == CreateRefundOutcome::created);
+  auto over = run([&]() { return store->create_refund(refund(500), std::nullopt); });
+  CHECK(over.outcome == CreateRefundOutcome::too_large);
+  CHECK(over.refundable == 400);
+  CHECK(run([&]() { return store->create_refund(refund(400), std::nullopt); }).outcome == CreateRefundOutcome::created);
+  CHECK(run([&]() { return store->list_refunds(p.id); }).size() == 2);
+}
+
+TEST_CASE("concurrent writes are group-committed and all durable after reopening") {
+  const auto path = temp_db();
+  constexpr int n = 400;
+  {
+    auto store = sqlite::open_sqlite_store({path});
+    asio::io_context ioc;
+    int done = 0;
+    for (int i = 0; i < n; ++i)
+      asio::co_spawn(ioc, [&, i]() -> asio::awaitable<void> {
+        auto p = payment("acme", "REF-" + std::to_string(i));
+        auto r = co_await store->create_payment(p, key("acme", "key-" + std::to_string(i), p.id));
+        if (r.outcome == CreatePaymentOutcome::created) ++done;
+      }, asio::detached);
+    ioc.run();
+    CHECK(done == n);
+  }
+  auto reopened = sqlite::open_sqlite_store({path});
+  auto rows = run([&]() { return reopened->list_payments(PaymentQuery{"acme", "", std::nullopt, "", 1000}); });
+  CHECK(rows.size() == n);
+  // newest first, and the cursor continues after the given id
+  auto page = run([&]() { return reopened->list_payments(PaymentQuery{"acme", "", std::nullopt, rows[9].id, 5}); });
+  REQUIRE(page.size() == 5);
+  CHECK(page[0].id == rows[10].id);
+}
+
+TEST_CASE("idempotency keys complete, replay and are pruned") {
+  auto store = sqlite::open_sqlite_store({temp_db()});
+  auto k = key("acme", "kk", "pay_x");
+  CHECK(run([&]() { return store->begin_idempotency(k); }).outcome == BeginOutcome::started);
+  CHECK(run([&]() { return store->begin_idempotency(k); }).outcome == BeginOutcome::exists);
+  CHECK(run([&]() { return store->in_progress_idempotency(); }).size() == 1);
+  k.state = IdempotencyState::completed;
+  k.response_status = 201;
+  k.response_body = "{\"id\":\"pay_x\"}";
+  run([&]() { return store->complete_idempotency(k); });
+  auto got = run([&]() { return store->get_idempotency("acme", "kk"); });
+  CHECK(got->state == IdempotencyState::completed);
+  CHECK(got->response_status == 201);
+  CHECK(got->response_body == k.response_body);
+  CHECK(run([&]() { return store->prune_idempotency(now_ms() - 1000); }) == 0);
+  CHECK(run([&]() { return store->prune_idempotency(now_ms() + 1000); }) == 1);
+  CHECK_FALSE(run([&]() { return store->get_idempotency("acme", "kk"); }));
+}
