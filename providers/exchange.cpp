@@ -1,11 +1,26 @@
 #include "providers/exchange.hpp"
 
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
+
+#include <vector>
 
 namespace paymux::providers {
 
-boost::asio::awaitable<net::OutboundResponse> Exchange::send(const ConnectorConfig& connector, Flow flow,
-                                                             WireRequest w) {
+namespace asio = boost::asio;
+
+struct Exchange::TokenSlot {
+  std::mutex m;
+  std::string token;
+  std::chrono::steady_clock::time_point refresh_at{};  // refresh before the gateway's expiry
+  bool fetching = false;
+  std::vector<std::shared_ptr<asio::steady_timer>> waiters;
+};
+
+asio::awaitable<net::OutboundResponse> Exchange::send(const ConnectorConfig& connector, Flow flow, WireRequest w) {
   net::OutboundRequest req;
   req.method = w.method;
   req.url = connector.base_url + w.path;
@@ -24,6 +39,95 @@ boost::asio::awaitable<net::OutboundResponse> Exchange::send(const ConnectorConf
     spdlog::warn("gateway call connector={} flow={} outcome={} error=\"{}\" latency_us={}", connector.id,
                  to_string(flow), outcome, res.error, res.latency.count());
   co_return res;
+}
+
+std::shared_ptr<Exchange::TokenSlot> Exchange::slot(const std::string& connector) {
+  std::lock_guard lock(slots_mutex_);
+  auto& s = slots_[connector];
+  if (!s) s = std::make_shared<TokenSlot>();
+  return s;
+}
+
+asio::awaitable<std::optional<std::string>> Exchange::access_token(const ConnectorConfig& connector,
+                                                                   const Provider& provider, std::string refused,
+                                                                   std::string& error) {
+  auto s = slot(connector.id);
+  for (;;) {
+    std::shared_ptr<asio::steady_timer> waiter;
+    {
+      std::unique_lock lock(s->m);
+      const bool fresh = !s->token.empty() && std::chrono::steady_clock::now() < s->refresh_at;
+      if (fresh && s->token != refused) co_return s->token;
+      if (s->fetching) {
+        // Another call is fetching: wait for it rather than fetching a second token.
+        waiter = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor,
+                                                      std::chrono::steady_clock::time_point::max());
+        s->waiters.push_back(waiter);
+      } else {
+        s->fetching = true;
+      }
+    }
+    if (waiter) {
+      co_await waiter->async_wait(asio::as_tuple(asio::use_awaitable));
+      std::unique_lock lock(s->m);
+      if (!s->token.empty() && s->token != refused) co_return s->token;
+      if (s->fetching) continue;
+      error = "access token unavailable";
+      co_return std::nullopt;
+    }
+
+    std::optional<AccessToken> fetched;
+    auto req = provider.build_access_token();
+    if (req) {
+      auto res = co_await send(connector, Flow::authorize, std::move(*req));
+      if (res.outcome == net::SendOutcome::response) {
+        fetched = provider.parse_access_token(res);
+        if (!fetched) error = "the gateway refused the access token request (HTTP " + std::to_string(res.status) + ")";
+      } else {
+        error = "access token request failed: " + res.error;
+      }
+    }
+    std::vector<std::shared_ptr<asio::steady_timer>> wake;
+    {
+      std::unique_lock lock(s->m);
+      s->fetching = false;
+      if (fetched) {
+        s->token = fetched->token;
+        // Refresh at 90% of the lifetime (at least a minute early when the lifetime allows).
+        auto life = fetched->expires_in.count() > 0 ? fetched->expires_in : std::chrono::seconds(300);
+        auto margin = std::max<std::chrono::seconds>(std::chrono::seconds(1), std::min<std::chrono::seconds>(
+                                                                                    std::chrono::seconds(60), life / 10));
+        s->refresh_at = std::chrono::steady_clock::now() + life - margin;
+        spdlog::info("connector {}: access token refreshed (lifetime {}s)", connector.id, life.count());
+      }
+      wake.swap(s->waiters);
+    }
+    for (auto& t : wake) t->cancel();
+    if (fetched) co_return fetched->token;
+    co_return std::nullopt;
+  }
+}
+
+asio::awaitable<net::OutboundResponse> Exchange::send_authorized(
+    const ConnectorConfig& connector, const Provider& provider, Flow flow,
+    std::function<WireRequest(const std::string& token)> build) {
+  if (!provider.build_access_token()) co_return co_await send(connector, flow, build(std::string()));
+  std::string refused;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    std::string error;
+    auto token = co_await access_token(connector, provider, refused, error);
+    if (!token) {
+      net::OutboundResponse r;
+      r.outcome = net::SendOutcome::not_sent;
+      r.error = error;
+      co_return r;
+    }
+    auto res = co_await send(connector, flow, build(*token));
+    if (res.outcome != net::SendOutcome::response || !provider.token_rejected(res) || attempt == 1) co_return res;
+    spdlog::info("connector {}: access token refused by the gateway; refreshing once", connector.id);
+    refused = *token;
+  }
+  co_return net::OutboundResponse{};
 }
 
 }  // namespace paymux::providers

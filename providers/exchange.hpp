@@ -1,18 +1,42 @@
 #pragma once
 // The one place that talks to gateways: turns a provider's WireRequest into an HTTP call on the
 // connector's base URL with the connector's timeouts, and logs the flow's outcome (never bodies).
+// For gateways whose calls carry an access token it keeps one token per connector, refreshed
+// before it expires by a single fetch that concurrent calls share, and refreshed once more when a
+// call is refused for its token.
 #include "providers/provider.hpp"
 #include "service/net/http_client.hpp"
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
 
 namespace paymux::providers {
 
 class Exchange {
  public:
   explicit Exchange(net::HttpClient& client) : client_(client) {}
+
   boost::asio::awaitable<net::OutboundResponse> send(const ConnectorConfig& connector, Flow flow, WireRequest w);
 
+  // Builds the request with the connector's access token (empty for gateways without one) and sends
+  // it; a response the provider reports as a refused token triggers one refresh and one resend. A
+  // token that cannot be fetched is reported as not_sent: the flow's own request never left.
+  boost::asio::awaitable<net::OutboundResponse> send_authorized(
+      const ConnectorConfig& connector, const Provider& provider, Flow flow,
+      std::function<WireRequest(const std::string& token)> build);
+
  private:
+  struct TokenSlot;
+  boost::asio::awaitable<std::optional<std::string>> access_token(const ConnectorConfig& connector,
+                                                                  const Provider& provider, std::string refused,
+                                                                  std::string& error);
+  std::shared_ptr<TokenSlot> slot(const std::string& connector);
+
   net::HttpClient& client_;
+  std::mutex slots_mutex_;
+  std::map<std::string, std::shared_ptr<TokenSlot>> slots_;
 };
 
 }  // namespace paymux::providers

@@ -12,6 +12,7 @@
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -50,6 +51,13 @@ struct PaymentInput {
   std::string notify_url;              // <public_url>/webhooks/<connector>
   std::string return_url;              // <public_url>/return/<connector>?payment=<id>
   std::string method_secret;           // card nonce or barcode: sent, never stored
+  std::string access_token;            // the connector's current OAuth token, for gateways that use one
+};
+
+// An OAuth-style access token a gateway hands out (DHpay nonce API).
+struct AccessToken {
+  std::string token;
+  std::chrono::seconds expires_in{0};
 };
 
 struct Failure {
@@ -107,6 +115,9 @@ class Provider {
   virtual std::optional<http::ApiError> validate(const store::PaymentRecord& p,
                                                  const boost::json::object& request) const = 0;
 
+  // A result made without calling the gateway (a hosted form the browser posts itself); nullopt
+  // when authorize is a gateway call (build_authorize/parse_authorize).
+  virtual std::optional<PaymentResult> prepare_authorize(const PaymentInput& in) const { return std::nullopt; }
   virtual WireRequest build_authorize(const PaymentInput& in) const = 0;
   virtual PaymentResult parse_authorize(const net::OutboundResponse& res, const PaymentInput& in) const = 0;
 
@@ -129,6 +140,14 @@ class Provider {
   virtual PaymentResult parse_cancel(const net::OutboundResponse& res, const store::PaymentRecord& p) const {
     return {};
   }
+
+  // Gateways whose calls carry an access token: how to fetch one, and how a call says that the
+  // token it carried was refused (the exchange then refreshes once and retries).
+  virtual std::optional<WireRequest> build_access_token() const { return std::nullopt; }
+  virtual std::optional<AccessToken> parse_access_token(const net::OutboundResponse& res) const {
+    return std::nullopt;
+  }
+  virtual bool token_rejected(const net::OutboundResponse& res) const { return false; }
 
   // Gateway notifications at /webhooks/<connector> and browser returns at /return/<connector>.
   virtual Notification parse_notification(const http::RequestContext& ctx) const = 0;

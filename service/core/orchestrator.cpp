@@ -257,8 +257,19 @@ asio::awaitable<Result> Orchestrator::create_payment(CreatePaymentCommand c) {
     p.connector = k->id();
     p.provider = std::string(k->provider->name());
     providers::PaymentInput in{p, c.request, order_no, pub + "/webhooks/" + k->id(),
-                               pub + "/return/" + k->id() + "?payment=" + p.id, c.method_secret};
-    auto res = co_await exchange_.send(*k->config, providers::Flow::authorize, k->provider->build_authorize(in));
+                               pub + "/return/" + k->id() + "?payment=" + p.id, c.method_secret, {}};
+    if (auto local = k->provider->prepare_authorize(in)) {
+      // The browser takes it to the gateway (a hosted form): nothing is sent from here.
+      sent = true;
+      result = std::move(*local);
+      add_attempt(p, k->id(), "definite", "", 0);
+      break;
+    }
+    auto res = co_await exchange_.send_authorized(*k->config, *k->provider, providers::Flow::authorize,
+                                                  [&in, k](const std::string& token) {
+                                                    in.access_token = token;
+                                                    return k->provider->build_authorize(in);
+                                                  });
     const auto latency_ms = res.latency.count() / 1000;
     if (res.outcome == net::SendOutcome::not_sent) {
       add_attempt(p, k->id(), "not_sent", res.error, latency_ms);

@@ -63,6 +63,10 @@ class HttpClient {
 
   // Never throws for network errors: they are reported in the result. Safe to call concurrently
   // from coroutines on any thread of the executor's context.
+  // A pooled connection that the server turns out to have closed (the write fails, or the
+  // connection ends before any response byte) is retried once on a fresh connection; nothing else
+  // is retried here. A timeout or a loss after response bytes arrived is `unknown`.
+  // The constructor throws when ca_file cannot be loaded. Destroy the client before its io_context.
   asio::awaitable<OutboundResponse> send(OutboundRequest request);
 
  private:

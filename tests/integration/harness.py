@@ -6,9 +6,11 @@ Traffic goes to 127.0.0.1 only.
 """
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -92,8 +94,12 @@ def glocash_psn_sign(fields, key=GLOCASH_KEY):
 class Stack:
     """paymux + paymux-sandbox, configured for one test class."""
 
-    def __init__(self, extra_merchant_yaml="", paymux_env=None, gateway_timeout_ms=3000, time_factor=100.0):
+    def __init__(self, extra_merchant_yaml="", paymux_env=None, gateway_timeout_ms=3000, time_factor=100.0,
+                 header_timeout_ms=2000, idle_timeout_ms=5000, shutdown_grace_ms=5000):
         self.dir = tempfile.mkdtemp(prefix="paymux-it-")
+        self.header_timeout_ms = header_timeout_ms
+        self.idle_timeout_ms = idle_timeout_ms
+        self.shutdown_grace_ms = shutdown_grace_ms
         self.port = free_port()
         self.sandbox_port = free_port()
         self.gateway_timeout_ms = gateway_timeout_ms
@@ -129,7 +135,8 @@ server:
   listen: "127.0.0.1:{self.port}"
   public_url: "http://127.0.0.1:{self.port}"
   threads: 2
-  limits: {{max_body_bytes: 65536, header_timeout_ms: 2000, idle_timeout_ms: 5000, shutdown_grace_ms: 5000}}
+  limits: {{max_body_bytes: 65536, header_timeout_ms: {self.header_timeout_ms}, idle_timeout_ms: {self.idle_timeout_ms},
+            shutdown_grace_ms: {self.shutdown_grace_ms}}}
 storage:
   url: "sqlite://{self.db}"
 log: {{level: debug, format: json}}
@@ -155,9 +162,20 @@ merchants:
 
     # --- processes -----------------------------------------------------------------------------
     def start(self):
-        self.start_sandbox()
-        self.start_paymux()
+        try:
+            self.start_sandbox()
+            self.start_paymux()
+        except BaseException:
+            self.kill_all()
+            raise
         return self
+
+    def kill_all(self):
+        for proc in (self.paymux, self.sandbox):
+            if proc and proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+        self.paymux = self.sandbox = None
 
     def start_sandbox(self):
         path = os.path.join(self.dir, "sandbox.yaml")
@@ -166,7 +184,8 @@ merchants:
         self.sandbox_log = open(os.path.join(self.dir, "sandbox.log"), "ab")
         self.sandbox = subprocess.Popen([SANDBOX_BIN, "--config", path], stdout=self.sandbox_log,
                                         stderr=subprocess.STDOUT)
-        wait_for(lambda: request(self.sandbox_port, "GET", "/_sandbox/healthz", timeout=1).status == 200,
+        wait_for(lambda: self._alive(self.sandbox, "paymux-sandbox") and
+                 request(self.sandbox_port, "GET", "/_sandbox/healthz", timeout=1).status == 200,
                  what="sandbox health")
 
     def start_paymux(self):
@@ -179,7 +198,15 @@ merchants:
         env.update(self.paymux_env)
         self.paymux = subprocess.Popen([PAYMUX_BIN, "--config", path], stdout=self.paymux_log,
                                        stderr=subprocess.STDOUT, env=env)
-        wait_for(lambda: request(self.port, "GET", "/readyz", timeout=1).status == 200, what="paymux ready")
+        wait_for(lambda: self._alive(self.paymux, "paymux") and
+                 request(self.port, "GET", "/readyz", timeout=1).status == 200, what="paymux ready")
+
+    @staticmethod
+    def _alive(proc, name):
+        rc = proc.poll()
+        if rc is not None:
+            raise AssertionError(f"{name} exited with {rc} during start-up")
+        return True
 
     def stop_paymux(self, sig=signal.SIGTERM, expect_clean=True):
         if not self.paymux:
@@ -204,6 +231,16 @@ merchants:
             self.sandbox = None
         return rc
 
+    def remove_files(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log_tail(self, name, lines=40):
+        try:
+            with open(os.path.join(self.dir, name), "rb") as f:
+                return "\n".join(f.read().decode("utf-8", "replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
     def paymux_log_text(self):
         with open(self.paymux_log_path, "rb") as f:
             return f.read().decode("utf-8", "replace")
@@ -219,6 +256,45 @@ merchants:
     def sandbox_api(self, method, path, body=None):
         return request(self.sandbox_port, method, path, body=body)
 
+    def set_fault(self, mode, count=1, **params):
+        """A sandbox fault on the Glocash simulator: status_500, timeout, drop, garbage or latency."""
+        r = self.sandbox_api("POST", "/_sandbox/faults", {"gateway": "glocash", "mode": mode, "count": count, **params})
+        assert r.status == 200, r
+        return r.json()
+
+    def clear_faults(self):
+        r = self.sandbox_api("DELETE", "/_sandbox/faults")
+        assert r.status == 200, r
+
+    def glocash_transactions(self, invoice):
+        """The sandbox's Glocash transactions for one REQ_INVOICE (paymux's order number)."""
+        r = self.sandbox_api("GET", "/_sandbox/glocash/transactions?" + urllib.parse.urlencode({"invoice": invoice}))
+        assert r.status == 200, r
+        return r.json()["transactions"]
+
+    def glocash_transaction(self, gcid):
+        r = self.sandbox_api("GET", f"/_sandbox/glocash/transactions/{gcid}")
+        assert r.status == 200, r
+        return r.json()
+
+    def glocash_transaction_count(self):
+        r = self.sandbox_api("GET", "/_sandbox")
+        assert r.status == 200, r
+        return r.json()["simulators"]["glocash"]["transactions"]
+
+    def glocash_force_status(self, gcid, status, notify=False, **extra):
+        r = self.sandbox_api("POST", f"/_sandbox/glocash/transactions/{gcid}/status",
+                             {"status": status, "notify": notify, **extra})
+        assert r.status == 200, r
+        return r.json()
+
+    def glocash_psn(self, gcid, **options):
+        """Has the sandbox send one hand-made PSN now (options: status, price, currency, bil_price,
+        forge_signature, repeat, url); returns its answer with the notified party's responses."""
+        r = self.sandbox_api("POST", f"/_sandbox/glocash/transactions/{gcid}/psn", options)
+        assert r.status == 200, r
+        return r.json()
+
     def create_payment(self, amount=1999, currency="USD", reference=None, email="buyer@example.com", idem=None,
                        key=API_KEY, **extra):
         body = {"amount": amount, "currency": currency, "reference": reference or f"ORDER-{uuid.uuid4().hex[:12]}",
@@ -230,11 +306,35 @@ merchants:
     def gcid_of(self, payment):
         return payment["provider_payment_id"]
 
+    @staticmethod
+    def order_no(payment_id):
+        """paymux's REQ_INVOICE for a payment: its id without the pay_ prefix."""
+        assert payment_id.startswith("pay_"), payment_id
+        return payment_id[len("pay_"):]
+
+    def get_payment(self, payment_id, key=API_KEY):
+        r = self.api("GET", f"/v1/payments/{payment_id}", key=key)
+        assert r.status == 200, r
+        return r.json()
+
+    def payments_by_reference(self, reference, key=API_KEY):
+        r = self.api("GET", "/v1/payments?" + urllib.parse.urlencode({"reference": reference, "limit": "100"}), key=key)
+        assert r.status == 200, r
+        return r.json()["data"]
+
+    def paid_payment(self, amount=1999, **kwargs):
+        """A payment taken on the sandbox page with a card that pays, once paymux has the PSN."""
+        r = self.create_payment(amount=amount, **kwargs)
+        assert r.status == 201, r
+        page = self.pay_on_page(r.json())
+        assert page.status == 200 and page.json()["status"] == "paid", page
+        return self.wait_status(r.json()["id"], "succeeded")
+
     def pay_on_page(self, payment, card="4000000000000002"):
         """Submits the sandbox payment page as a browser would (automation variant)."""
         url = urllib.parse.urlparse(payment["next_action"]["url"])
-        form = urllib.parse.urlencode({"card_number": card, "expiry": "01/30", "cvv": "123",
-                                       "holder": "Test Buyer", "auto": "1"})
+        form = urllib.parse.urlencode({"card_number": card, "card_expiry": "01/2030", "card_cvv": "123",
+                                       "card_holder": "Test Buyer", "auto": "1"})
         return request(url.port, "POST", url.path, raw=form,
                        headers={"Content-Type": "application/x-www-form-urlencoded"})
 
@@ -254,13 +354,62 @@ merchants:
 
 
 class StackTestCase(unittest.TestCase):
-    """A test class with one Stack started before its tests and stopped after them."""
+    """A test class with one Stack started before its tests and stopped after them.
+
+    The stack's directory (configs, database, both logs) is removed when every test of the class
+    passed; otherwise it is kept, and its path and the logs' last lines are printed."""
     stack_kwargs = {}
+    _failed = False
 
     @classmethod
     def setUpClass(cls):
+        cls._failed = False
         cls.stack = Stack(**cls.stack_kwargs).start()
 
     @classmethod
     def tearDownClass(cls):
-        cls.stack.stop()
+        try:
+            rc = cls.stack.stop()
+        finally:
+            if cls._failed:
+                sys.stderr.write(f"\n{cls.__name__}: files kept in {cls.stack.dir}\n"
+                                 f"--- paymux.log (tail) ---\n{cls.stack.log_tail('paymux.log')}\n"
+                                 f"--- sandbox.log (tail) ---\n{cls.stack.log_tail('sandbox.log')}\n")
+            else:
+                cls.stack.remove_files()
+        return rc
+
+    def tearDown(self):
+        # A test during which paymux died fails with that, and the next test gets a fresh paymux
+        # (same port and database) instead of a cascade of connection errors.
+        proc = self.stack.paymux
+        if proc is not None and proc.poll() is not None:
+            rc = proc.returncode
+            self.stack.paymux = None
+            self.stack.start_paymux()
+            self.fail(f"paymux died during this test (exit status {rc}; negative: killed by signal {-rc})")
+
+    def run(self, result=None):
+        before = (len(result.failures), len(result.errors)) if result is not None else None
+        out = super().run(result)
+        if result is not None and (len(result.failures), len(result.errors)) != before:
+            type(self)._failed = True
+        return out
+
+    # --- assertions shared by the test files ---------------------------------------------------
+    def assertError(self, response, status, code=None, param=None, type=None):
+        """An error answer in the contract's shape, with the response's X-Request-Id in its body."""
+        self.assertEqual(response.status, status, response)
+        self.assertTrue((response.header("Content-Type") or "").startswith("application/json"), response.headers)
+        err = response.json()["error"]
+        for key in ("type", "code", "message", "request_id"):
+            self.assertIn(key, err, response)
+        self.assertTrue(err["message"])
+        self.assertEqual(err["request_id"], response.header("X-Request-Id"))
+        if code is not None:
+            self.assertEqual(err["code"], code, response)
+        if param is not None:
+            self.assertEqual(err.get("param"), param, response)
+        if type is not None:
+            self.assertEqual(err["type"], type, response)
+        return err
