@@ -58,7 +58,7 @@ if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
   ((built)) || die "cannot build release"
 fi
 BIN="$ROOT/build/release"
-for b in paymux paymux-sandbox trivial-server; do [[ -x "$BIN/$b" ]] || die "$BIN/$b is missing"; done
+for b in paymux paymux-sandbox bench/trivial-server; do [[ -x "$BIN/$b" ]] || die "$BIN/$b is missing"; done
 
 # --- run directory and processes ----------------------------------------------------------------
 RUN_DIR=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/paymux-bench.XXXXXX")
@@ -152,7 +152,7 @@ wait_ready() {
 GLOCASH_EMAIL=$GC_EMAIL GLOCASH_SECRET_KEY=$GC_SECRET SANDBOX_LOG_LEVEL=warn \
   start sandbox "$BIN/paymux-sandbox" --config config/sandbox-gateways.yaml --listen "127.0.0.1:$SANDBOX_PORT"
 start paymux "$BIN/paymux" --config "$RUN_DIR/paymux.yaml"
-start trivial "$BIN/trivial-server" --port "$TRIVIAL_PORT" --threads "$SERVER_THREADS"
+start trivial "$BIN/bench/trivial-server" --port "$TRIVIAL_PORT" --threads "$SERVER_THREADS"
 wait_ready sandbox "$sandbox_pid" "$SANDBOX/_sandbox/healthz"
 wait_ready paymux "$paymux_pid" "$PAYMUX/readyz"
 wait_ready trivial "$trivial_pid" "$TRIVIAL/"

@@ -99,6 +99,9 @@ struct Notification {
   std::string provider_payment_id;
   std::optional<std::int64_t> amount;  // the order amount the gateway states, in minor units
   std::string currency;
+  // The amount as a decimal in major units when the notification does not name its currency
+  // (CashyPay): checked exactly against the payment in the payment's currency.
+  std::string amount_decimal;
   PaymentResult result;
   bool refund_notice = false;  // about a refund rather than the payment itself
   std::string dedup_key;

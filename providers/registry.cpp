@@ -1,5 +1,6 @@
 #include "providers/provider.hpp"
 
+#include "providers/cashypay/cashypay.hpp"
 #include "providers/dhpay/dhpay.hpp"
 #include "providers/glocash/glocash.hpp"
 
@@ -67,6 +68,7 @@ std::string setting(const ConnectorConfig& c, const std::string& key, const std:
 
 std::unique_ptr<Provider> make_provider(const ConnectorConfig& connector, const ProviderEnv& env) {
   if (connector.provider == "glocash") return std::make_unique<glocash::GlocashProvider>(connector, env);
+  if (connector.provider == "cashypay") return std::make_unique<cashypay::CashypayProvider>(connector, env);
   if (connector.provider == "dhpay") return std::make_unique<dhpay::DhpayProvider>(connector, env);
   if (connector.provider == "dhpay_nonce") return std::make_unique<dhpay::DhpayNonceProvider>(connector, env);
   throw ConfigError("connector " + connector.id + ": provider " + connector.provider +

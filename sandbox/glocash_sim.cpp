@@ -890,7 +890,8 @@ class GlocashSimulator final : public Simulator {
       if (st.status != "paid") {
         why = "status is " + st.status;
       } else if (st.refunded_units + amount > o.price_units) {
-        why = "would exceed the price: refunded " + format_amount(st.refunded_units) + " of " + o.price;
+        why = "would exceed the price: refunded " + format_amount(st.refunded_units, decimals_of(o.price)) + " of " +
+              o.price;
       } else {
         accepted = true;
         st.refunded_units += amount;
@@ -940,7 +941,7 @@ class GlocashSimulator final : public Simulator {
     j["risk"] = st.risk;
     j["payer_ip"] = st.payer_ip;
     j["card_last4"] = st.card_last4;
-    j["refunded"] = format_amount(st.refunded_units);
+    j["refunded"] = format_amount(st.refunded_units, decimals_of(o.price));  // in the price's form: "5.00"
     json::array refunds;
     for (const auto& r : st.refunds) refunds.push_back(json::object{{"amount", r.amount}, {"at_ms", r.at_ms}});
     j["refunds"] = std::move(refunds);

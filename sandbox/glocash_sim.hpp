@@ -29,6 +29,7 @@
 #include "sandbox/sandbox.hpp"
 #include "service/core/crypto.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -160,17 +161,22 @@ inline std::optional<std::int64_t> parse_amount(std::string_view s) {
   return v;
 }
 
-// The shortest exact decimal: 378600 -> "37.86", 150000 -> "15".
-inline std::string format_amount(std::int64_t units) {
+// An exact decimal with at least min_decimals decimals (more only when needed):
+// 378600 -> "37.86", 150000 -> "15", (50000, 2) -> "5.00".
+inline std::string format_amount(std::int64_t units, int min_decimals = 0) {
   std::string out = std::to_string(units / kAmountScale);
-  std::int64_t frac = units % kAmountScale;
-  if (frac != 0) {
-    std::string f = std::to_string(frac);
-    f.insert(0, static_cast<std::size_t>(kAmountDecimals) - f.size(), '0');
-    while (!f.empty() && f.back() == '0') f.pop_back();
-    out += "." + f;
-  }
+  std::string f = std::to_string(units % kAmountScale);
+  f.insert(0, static_cast<std::size_t>(kAmountDecimals) - f.size(), '0');
+  while (f.size() > static_cast<std::size_t>(std::max(min_decimals, 0)) && f.back() == '0') f.pop_back();
+  if (!f.empty()) out += "." + f;
   return out;
+}
+
+// Decimals written in an amount as sent ("19.99" -> 2, "15" -> 0), at most kAmountDecimals.
+inline int decimals_of(std::string_view amount) {
+  auto dot = amount.find('.');
+  if (dot == std::string_view::npos) return 0;
+  return static_cast<int>(std::min<std::size_t>(amount.size() - dot - 1, kAmountDecimals));
 }
 
 // BIL_PRICE: a positive decimal of at most 16 characters.

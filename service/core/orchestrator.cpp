@@ -3,6 +3,7 @@
 #include "service/core/clock.hpp"
 #include "service/core/ids.hpp"
 #include "service/core/json.hpp"
+#include "service/core/money.hpp"
 #include "service/core/views.hpp"
 
 #include <boost/json/serialize.hpp>
@@ -569,7 +570,12 @@ asio::awaitable<http::Response> Orchestrator::handle_notification(std::string co
       co_return provider.acknowledge(false, ctx.req);
     }
     rec.payment_id = p->id;
-    const bool mismatch = (n.amount && *n.amount != p->amount) || (!n.currency.empty() && n.currency != p->currency);
+    bool mismatch = (n.amount && *n.amount != p->amount) || (!n.currency.empty() && n.currency != p->currency);
+    if (!n.amount_decimal.empty()) {
+      const auto cur = find_currency(p->currency);
+      const auto stated = cur ? parse_decimal(n.amount_decimal, cur->exponent) : std::nullopt;
+      if (!stated || *stated != p->amount) mismatch = true;
+    }
     if (mismatch) {
       // Verified, but it disagrees with the order: flag it for review and apply nothing.
       spdlog::warn("notification connector={} payment={} disagrees with the order (amount/currency)", connector_id,

@@ -277,7 +277,9 @@ asio::awaitable<Attempt> write_and_read(Stream& stream, beast::tcp_stream& tcp_l
   if (fec && fn == 0) {
     if (fec == beast::error::timeout) {
       res.error = "no response within " + ms(limits.timeout);
-    } else if (reused && is_stale_close(fec)) {
+    } else if (reused && is_stale_close(fec) && (req->method() == bhttp::verb::get || req->method() == bhttp::verb::head)) {
+      // Only a request that is safe to repeat is sent again here: a POST the server may have read
+      // (a payment, a refund) stays unknown, because sending it twice could charge twice.
       a.retry_fresh = true;
       res.error = "pooled connection closed by the server: " + fec.message();
     } else if (is_stale_close(fec)) {

@@ -92,7 +92,10 @@ def glocash_psn_sign(fields, key=GLOCASH_KEY):
 
 
 class Stack:
-    """paymux + paymux-sandbox, configured for one test class."""
+    """paymux + paymux-sandbox, configured for one test class.
+
+    extra_merchant_yaml: more entries of paymux's merchants list (indented by two spaces, as in
+    paymux_config); "@SANDBOX_URL@" in it becomes the sandbox's base URL."""
 
     def __init__(self, extra_merchant_yaml="", paymux_env=None, gateway_timeout_ms=3000, time_factor=100.0,
                  header_timeout_ms=2000, idle_timeout_ms=5000, shutdown_grace_ms=5000):
@@ -157,7 +160,7 @@ merchants:
         provider: glocash
         base_url: "{sb}/glocash"
         credentials: {{email: "{GLOCASH_EMAIL}", secret_key: "{GLOCASH_KEY}"}}
-{self.extra_merchant_yaml}
+{self.extra_merchant_yaml.replace("@SANDBOX_URL@", sb)}
 """
 
     # --- processes -----------------------------------------------------------------------------
@@ -181,9 +184,8 @@ merchants:
         path = os.path.join(self.dir, "sandbox.yaml")
         with open(path, "w") as f:
             f.write(self.sandbox_config())
-        self.sandbox_log = open(os.path.join(self.dir, "sandbox.log"), "ab")
-        self.sandbox = subprocess.Popen([SANDBOX_BIN, "--config", path], stdout=self.sandbox_log,
-                                        stderr=subprocess.STDOUT)
+        with open(os.path.join(self.dir, "sandbox.log"), "ab") as log:
+            self.sandbox = subprocess.Popen([SANDBOX_BIN, "--config", path], stdout=log, stderr=subprocess.STDOUT)
         wait_for(lambda: self._alive(self.sandbox, "paymux-sandbox") and
                  request(self.sandbox_port, "GET", "/_sandbox/healthz", timeout=1).status == 200,
                  what="sandbox health")
@@ -193,11 +195,11 @@ merchants:
         with open(path, "w") as f:
             f.write(self.paymux_config())
         self.paymux_log_path = os.path.join(self.dir, "paymux.log")
-        self.paymux_log = open(self.paymux_log_path, "ab")
         env = dict(os.environ)
         env.update(self.paymux_env)
-        self.paymux = subprocess.Popen([PAYMUX_BIN, "--config", path], stdout=self.paymux_log,
-                                       stderr=subprocess.STDOUT, env=env)
+        with open(self.paymux_log_path, "ab") as log:
+            self.paymux = subprocess.Popen([PAYMUX_BIN, "--config", path], stdout=log, stderr=subprocess.STDOUT,
+                                           env=env)
         wait_for(lambda: self._alive(self.paymux, "paymux") and
                  request(self.port, "GET", "/readyz", timeout=1).status == 200, what="paymux ready")
 

@@ -154,34 +154,51 @@ class HttpBasicsTest(StackTestCase):
                 r = self.stack.api("POST", "/v1/payments", self.valid_body(), headers={"Idempotency-Key": bad})
                 self.assertError(r, 400, param="Idempotency-Key")
 
-    def test_body_over_the_limit_is_413(self):
-        # A body of more than max_body_bytes (65536), sent in full as a client would.
-        body = self.valid_body(description="x" * 70000)
-        r = self.post_payment(body)
-        self.assertError(r, 413, code="body_too_large", type="invalid_request_error")
-        # Only the declared length: the answer comes without the body being read.
+    def raw_post(self, framing, body):
         with socket.create_connection(("127.0.0.1", self.stack.port), timeout=5) as s:
             s.sendall(b"POST /v1/payments HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + API_KEY.encode() +
                       b"\r\nIdempotency-Key: k-" + uuid.uuid4().hex.encode() +
-                      b"\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n{")
-            data, closed_after = read_until_closed(s, 5)
-        self.assertTrue(data.startswith(b"HTTP/1.1 413"), data[:200])
+                      b"\r\nContent-Type: application/json\r\n" + framing + b"\r\n" + body)
+            data, _ = read_until_closed(s, 5)
+        return data
+
+    def test_body_over_the_limit_is_413(self):
+        # A body of more than max_body_bytes (65536) with its Content-Length, sent in full as a
+        # client would.
+        body = self.valid_body(description="x" * 70000)
+        r = self.post_payment(body)
+        self.assertError(r, 413, code="body_too_large", type="invalid_request_error")
+        # Only the declared length: the answer comes without waiting for the body.
+        data = self.raw_post(b"Content-Length: 1000000\r\n", b"{")
+        self.assertTrue(data.startswith(b"HTTP/1.1 413"), data[:300])
         self.assertIn(b"body_too_large", data)
         self.assertIn(b"x-request-id", data.lower())
-        # A body just under the limit is read (and judged on its content).
-        small = self.valid_body(description="x" * 900, metadata={"pad": "y" * 400})
-        self.assertEqual(self.post_payment(small).status, 201)
+
+    def test_chunked_body_over_the_limit_is_413(self):
+        chunk = b"x" * 70000
+        data = self.raw_post(b"Transfer-Encoding: chunked\r\n",
+                             b"%x\r\n" % len(chunk) + chunk + b"\r\n0\r\n\r\n")
+        self.assertTrue(data.startswith(b"HTTP/1.1 413"), data[:300])
+        self.assertIn(b"body_too_large", data)
+
+    def test_body_under_the_limit_is_read(self):
+        small = self.valid_body(description="x" * 200, metadata={"pad": "y" * 500, "pad2": "z" * 500})
+        raw = json.dumps(small) + " " * (60000 - len(json.dumps(small)))   # 60000 bytes of JSON
+        r = self.stack.api("POST", "/v1/payments", raw=raw, headers={"Content-Type": "application/json"},
+                           idem=uuid.uuid4().hex)
+        self.assertEqual(r.status, 201, r)
 
     # --- authentication and tenancy ---------------------------------------------------------------
     def test_missing_or_wrong_api_key_is_401(self):
-        cases = [None, "sk_test_wrong", API_KEY + "x", ""]
+        cases = [None, "sk_test_wrong", API_KEY + "x", API_KEY[:-1]]
         for key in cases:
             with self.subTest(key=key):
                 r = self.stack.api("GET", "/v1/payments", key=key)
                 self.assertError(r, 401, type="authentication_error")
                 self.assertEqual(r.header("WWW-Authenticate"), "Bearer")
-        r = request(self.stack.port, "GET", "/v1/payments", headers={"Authorization": f"Basic {API_KEY}"})
-        self.assertError(r, 401, type="authentication_error")
+        for header in (f"Basic {API_KEY}", "Bearer ", f"bearer{API_KEY}", API_KEY):
+            r = request(self.stack.port, "GET", "/v1/payments", headers={"Authorization": header})
+            self.assertError(r, 401, type="authentication_error")
         r = self.stack.api("POST", "/v1/payments", self.valid_body(), key="sk_test_wrong", idem=uuid.uuid4().hex)
         self.assertError(r, 401, type="authentication_error")
 

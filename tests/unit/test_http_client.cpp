@@ -566,6 +566,17 @@ TEST_CASE("http client: a dead pooled connection is replaced by a fresh one", "[
     CHECK(res[1].body == "conn=1 req=0 body=");
     CHECK(server.accepts() == 2);
   }
+  SECTION("a POST on a reused connection closed as the request arrives is unknown, never sent twice") {
+    RawServer server(ioc, [](int conn, int req) { return conn == 0 && req == 1 ? Act::close : Act::respond; });
+    net::HttpClient client(ioc.get_executor(), {});
+    auto payment = get(server.url("/b"));
+    payment.method = bhttp::verb::post;
+    payment.body = "{}";
+    auto res = run(ioc, send_all(&client, {get(server.url("/a")), payment}, 0ms));
+    REQUIRE(res[0].outcome == SendOutcome::response);
+    CHECK(res[1].outcome == SendOutcome::unknown);
+    CHECK(server.accepts() == 1);
+  }
   SECTION("a reused connection that times out is unknown and not retried") {
     RawServer server(ioc, [](int conn, int req) { return req == 1 ? Act::silent : Act::respond; });
     net::HttpClient client(ioc.get_executor(), {});

@@ -83,6 +83,13 @@ TEST_CASE("glocash sandbox: amounts are exact", "[sandbox][glocash]") {
   CHECK(format_amount(100000) == "10");
   CHECK(format_amount(5) == "0.0005");
   CHECK(format_amount(0) == "0");
+  CHECK(format_amount(50000, 2) == "5.00");    // refunded totals are shown in the price's form
+  CHECK(format_amount(199900, 2) == "19.99");
+  CHECK(format_amount(5, 2) == "0.0005");
+  CHECK(format_amount(0, 2) == "0.00");
+  CHECK(decimals_of("19.99") == 2);
+  CHECK(decimals_of("15") == 0);
+  CHECK(decimals_of("1.500") == 3);
 }
 
 TEST_CASE("glocash sandbox: section 5 test cards decide the outcome", "[sandbox][glocash]") {
