@@ -16,7 +16,7 @@ struct Handler {
   std::string key, str, num;
 
   void put(FlatMember::Kind kind, std::string text) {
-    if (depth == 1) out[key] = FlatMember{kind, std::move(text)};
+    if (depth == 1) out[pending_key] = FlatMember{kind, std::move(text)};
   }
 
   bool on_document_begin(boost::json::error_code&) { return true; }
@@ -55,7 +55,6 @@ struct Handler {
   }
   bool on_string(boost::json::string_view s, std::size_t, boost::json::error_code&) {
     str.append(s.data(), s.size());
-    key = pending_key;
     put(FlatMember::Kind::string, std::move(str));
     str.clear();
     return true;
@@ -66,7 +65,6 @@ struct Handler {
   }
   bool number(boost::json::string_view s) {
     num.append(s.data(), s.size());
-    key = pending_key;
     put(FlatMember::Kind::number, std::move(num));
     num.clear();
     return true;
@@ -75,12 +73,10 @@ struct Handler {
   bool on_uint64(std::uint64_t, boost::json::string_view s, boost::json::error_code&) { return number(s); }
   bool on_double(double, boost::json::string_view s, boost::json::error_code&) { return number(s); }
   bool on_bool(bool b, boost::json::error_code&) {
-    key = pending_key;
     put(FlatMember::Kind::boolean, b ? "true" : "false");
     return true;
   }
   bool on_null(boost::json::error_code&) {
-    key = pending_key;
     put(FlatMember::Kind::null, "");
     return true;
   }
