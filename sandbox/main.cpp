@@ -5,6 +5,8 @@
 // Prints "paymux-sandbox listening on http://HOST:PORT" once it accepts connections; SIGINT or
 // SIGTERM stop it (exit 0). --listen overrides the file's listen address; the page base URL then
 // follows the bound address unless --public-url says otherwise (so tests can use port 0).
+#include "sandbox/cashypay_sim.hpp"
+#include "sandbox/dhpay_sim.hpp"
 #include "sandbox/glocash_sim.hpp"
 #include "sandbox/sandbox.hpp"
 #include "service/http/server.hpp"
@@ -31,7 +33,7 @@ namespace asio = boost::asio;
 using namespace paymux;
 
 // Every simulator the sandbox knows; each gets the config section of its name.
-std::vector<sandbox::SimulatorFactory> simulator_factories() { return {sandbox::glocash::factory()}; }
+std::vector<sandbox::SimulatorFactory> simulator_factories() { return {sandbox::glocash::factory(), sandbox::cashypay::factory(), sandbox::dhpay::factory()}; }
 
 void usage(std::FILE* out) {
   std::fprintf(out,

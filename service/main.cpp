@@ -121,6 +121,7 @@ int main(int argc, char** argv) {
     }
     co_await prune_idempotency_keys(*app->store);
   }, asio::detached);
+  asio::co_spawn(ioc, [&]() -> asio::awaitable<void> { co_await app->orchestrator.run_reconciler(); }, asio::detached);
 
   // Graceful shutdown: stop accepting, let in-flight requests finish within the grace period.
   asio::signal_set signals(ioc, SIGINT, SIGTERM);

@@ -168,7 +168,7 @@ std::variant<CreatePaymentCommand, ApiError> parse_create(const bj::object& body
   }
   if (auto* v = body.if_contains("expires_in"); v && !v->is_null()) {
     auto n = as_integer(*v);
-    if (!n || *n < 60 || *n > 30LL * 24 * 3600) return invalid("expires_in", "must be an integer of seconds from 60 to 2592000");
+    if (!n || *n < 10 || *n > 30LL * 24 * 3600) return invalid("expires_in", "must be an integer of seconds from 10 to 2592000");
     c.expires_in = *n;
   }
   if (auto* v = body.if_contains("metadata"); v && !v->is_null()) {

@@ -391,6 +391,17 @@ StorageConfig parse_storage(const Section& s) {
   return out;
 }
 
+ReconcilerConfig parse_reconciler(const Section& s) {
+  s.allow_only({"first_check_ms", "max_interval_ms", "expiry_grace_ms", "tick_ms", "batch"});
+  ReconcilerConfig out;
+  if (const auto* n = s.find("first_check_ms")) out.first_check = parse_millis(*n, s.sub("first_check_ms"));
+  if (const auto* n = s.find("max_interval_ms")) out.max_interval = parse_millis(*n, s.sub("max_interval_ms"));
+  if (const auto* n = s.find("expiry_grace_ms")) out.expiry_grace = parse_millis(*n, s.sub("expiry_grace_ms"));
+  if (const auto* n = s.find("tick_ms")) out.tick = parse_millis(*n, s.sub("tick_ms"));
+  if (const auto* n = s.find("batch")) out.batch = static_cast<int>(parse_uint(*n, s.sub("batch"), 1, 10000));
+  return out;
+}
+
 LogConfig parse_log(const Section& s) {
   s.allow_only({"level", "format"});
   LogConfig out;
@@ -619,11 +630,12 @@ MerchantConfig parse_merchant(const Section& s, const fs::path& base_dir, SeenId
 
 Config parse_root(const YAML::Node& root, const fs::path& base_dir) {
   const Section s(root, "");
-  s.allow_only({"server", "storage", "log", "tls", "merchants"});
+  s.allow_only({"server", "storage", "log", "tls", "reconciler", "merchants"});
   Config out;
   if (const auto* n = s.find("server")) out.server = parse_server(Section(*n, "server"));
   if (const auto* n = s.find("storage")) out.storage = parse_storage(Section(*n, "storage"));
   if (const auto* n = s.find("log")) out.log = parse_log(Section(*n, "log"));
+  if (const auto* n = s.find("reconciler")) out.reconciler = parse_reconciler(Section(*n, "reconciler"));
   if (const auto* n = s.find("tls")) out.tls = parse_tls(Section(*n, "tls"), base_dir);
   if (const auto* n = s.find("merchants"); n != nullptr && !n->IsNull()) {
     if (!n->IsSequence()) fail("merchants", std::string("expected a list, got ") + kind(*n));

@@ -57,6 +57,15 @@ struct TlsConfig {
   std::string ca_file;  // a relative path is resolved against the config file's directory
 };
 
+// Reconciliation of payments without a definite outcome (see Orchestrator::reconcile_one).
+struct ReconcilerConfig {
+  std::chrono::milliseconds first_check{30000};
+  std::chrono::milliseconds max_interval{3600000};
+  std::chrono::milliseconds expiry_grace{600000};
+  std::chrono::milliseconds tick{1000};
+  int batch = 50;
+};
+
 struct WebhookEndpoint {
   std::string url;                 // empty: no deliveries
   std::vector<Secret> secrets;     // whsec_<base64>; the first signs, all sign during a rotation
@@ -100,6 +109,7 @@ struct Config {
   StorageConfig storage;
   LogConfig log;
   TlsConfig tls;
+  ReconcilerConfig reconciler;
   std::vector<MerchantConfig> merchants;
 
   const ConnectorConfig* find_connector(std::string_view id) const;

@@ -6,6 +6,10 @@
 #include "service/core/money.hpp"
 #include "service/core/views.hpp"
 
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/json/serialize.hpp>
 #include <spdlog/spdlog.h>
 
@@ -83,7 +87,14 @@ Result idempotency_verdict(const store::IdempotencyRecord& existing, const std::
 
 Orchestrator::Orchestrator(const Config& config, store::Store& store, providers::Exchange& exchange,
                            const Connectors& connectors)
-    : config_(config), store_(store), exchange_(exchange), connectors_(connectors) {}
+    : config_(config), store_(store), exchange_(exchange), connectors_(connectors) {
+  const auto& r = config.reconciler;
+  reconcile_options.first_check_ms = r.first_check.count();
+  reconcile_options.max_interval_ms = r.max_interval.count();
+  reconcile_options.expiry_grace_ms = r.expiry_grace.count();
+  reconcile_options.tick = r.tick;
+  reconcile_options.batch = r.batch;
+}
 
 std::string Orchestrator::payment_body(const PaymentRecord& p) const {
   return ser(payment_json(p, config_.server.public_url));
@@ -185,8 +196,8 @@ asio::awaitable<Result> Orchestrator::create_payment(CreatePaymentCommand c) {
   if (!c.connector.empty()) {
     const auto* k = connectors_.find(c.connector);
     if (!k || k->config->merchant != c.merchant)
-      co_return http::bad_request("parameter_invalid", "No connector '" + c.connector + "' is configured.",
-                                  "connector");
+      co_return ApiError{404, ErrorType::invalid_request_error, "resource_missing",
+                         "No such connector: " + c.connector, "connector"};
   }
   auto route = connectors_.route(rr);
 
@@ -205,6 +216,7 @@ asio::awaitable<Result> Orchestrator::create_payment(CreatePaymentCommand c) {
   p.metadata_json = ser(c.metadata);
   p.created_at = p.updated_at = now_ms();
   if (c.expires_in > 0) p.expires_at = p.created_at + c.expires_in * 1000;
+  p.next_check_at = p.created_at + reconcile_options.first_check_ms;
 
   // Candidates that lack a mandatory field are skipped; when none is left, the first one's
   // complaint is the answer (400 naming the field), before anything is sent.
@@ -658,6 +670,75 @@ asio::awaitable<http::Response> Orchestrator::handle_return(std::string connecto
     co_return http::redirect_response(http::bhttp::status::see_other, with_query(p->return_url, params), ctx.req);
   co_return http::redirect_response(http::bhttp::status::see_other,
                                     config_.server.public_url + "/checkout/" + p->id, ctx.req);
+}
+
+asio::awaitable<void> Orchestrator::reconcile_one(PaymentRecord p) {
+  const auto& o = reconcile_options;
+  const auto* k = connectors_.find(p.connector);
+  std::optional<providers::PaymentResult> learned;
+  bool can_query = false;
+  if (k && k->provider->capabilities().supports(providers::Flow::sync)) {
+    if (auto wire = k->provider->build_sync(p)) {
+      can_query = true;
+      auto res = co_await exchange_.send(*k->config, providers::Flow::sync, std::move(*wire));
+      if (res.outcome == net::SendOutcome::response) {
+        auto r = k->provider->parse_sync(res, p);
+        if (!r.unknown) learned = std::move(r);
+        else spdlog::info("reconcile {}: {}", p.id, r.error);
+      } else {
+        spdlog::info("reconcile {}: query failed: {}", p.id, res.error);
+      }
+    }
+  }
+  const auto now = now_ms();
+  // Past its time: a final answer from the gateway wins; otherwise it expires. Without a query
+  // API, the notification had expires_at plus a grace period to arrive.
+  const bool expired_now = p.expires_at && now >= p.expires_at + (can_query ? 0 : o.expiry_grace_ms) &&
+                           (!can_query || learned);
+  if (learned || expired_now) {
+    p = co_await update_payment(p.id, [&](PaymentRecord& rec, Extras&) {
+      bool changed = learned ? absorb(rec, *learned) : false;
+      if (expired_now && is_pending(rec.status) && !(learned && learned->status == PaymentStatus::processing)) {
+        providers::PaymentResult e;
+        e.status = PaymentStatus::expired;
+        changed = absorb(rec, e) || changed;
+      }
+      return changed;
+    });
+  }
+  if (!is_pending(p.status)) co_return;
+  const int count = p.check_count + 1;
+  std::int64_t interval = o.first_check_ms;
+  for (int i = 0; i < count && interval < o.max_interval_ms; ++i) interval *= 2;
+  interval = std::min(interval, o.max_interval_ms);
+  std::int64_t next = now + interval;
+  if (p.expires_at && p.expires_at > now) next = std::min(next, p.expires_at + (can_query ? 1000 : o.expiry_grace_ms));
+  co_await store_.schedule_check(p.id, next, count);
+}
+
+asio::awaitable<void> Orchestrator::run_reconciler() {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  for (;;) {
+    std::vector<PaymentRecord> due;
+    try {
+      due = co_await store_.due_payments(now_ms(), reconcile_options.batch);
+    } catch (const std::exception& e) {
+      spdlog::warn("reconciler: store unavailable: {}", e.what());
+    }
+    for (auto& p : due) {
+      const std::string id = p.id;
+      try {
+        co_await reconcile_one(std::move(p));
+      } catch (const std::exception& e) {
+        spdlog::warn("reconciler: {} failed: {}", id, e.what());
+      }
+    }
+    if (due.size() < static_cast<std::size_t>(reconcile_options.batch)) {
+      timer.expires_after(reconcile_options.tick);
+      auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+      if (ec) co_return;
+    }
+  }
 }
 
 asio::awaitable<void> Orchestrator::settle_interrupted() {

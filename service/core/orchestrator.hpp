@@ -11,6 +11,7 @@
 
 #include <boost/json/object.hpp>
 
+#include <chrono>
 #include <functional>
 #include <optional>
 #include <string>
@@ -54,6 +55,17 @@ struct CreateRefundCommand {
 // How long idempotency keys are kept (published in the OpenAPI description).
 inline constexpr std::int64_t kIdempotencyRetentionMs = 24LL * 3600 * 1000;
 
+// Reconciliation: pending payments are asked about again, first after first_check, then backing
+// off (doubling) up to max_interval; past expires_at (plus grace where the gateway has no query API)
+// a payment the gateway does not report paid becomes expired.
+struct ReconcileOptions {
+  std::int64_t first_check_ms = 30'000;
+  std::int64_t max_interval_ms = 3'600'000;
+  std::int64_t expiry_grace_ms = 600'000;
+  std::chrono::milliseconds tick{1000};
+  int batch = 50;
+};
+
 class Orchestrator {
  public:
   Orchestrator(const Config& config, store::Store& store, providers::Exchange& exchange, const Connectors& connectors);
@@ -72,6 +84,14 @@ class Orchestrator {
   // Gateway notifications and browser returns: the answer the gateway or browser gets.
   boost::asio::awaitable<http::Response> handle_notification(std::string connector_id, const http::RequestContext& ctx);
   boost::asio::awaitable<http::Response> handle_return(std::string connector_id, const http::RequestContext& ctx);
+
+  // Asks the gateway about one pending payment (where it has a query API), applies what it learns
+  // through the same transition code as notifications, expires it when its time is over, and
+  // schedules the next check.
+  boost::asio::awaitable<void> reconcile_one(store::PaymentRecord p);
+  // Runs until cancelled: reconciles the payments whose check is due.
+  boost::asio::awaitable<void> run_reconciler();
+  ReconcileOptions reconcile_options;
 
   // Start-up: keys left in progress by a stopped process are settled from their payment's state
   // (a payment still `created` may have reached the gateway: it becomes `processing`).

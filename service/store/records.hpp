@@ -33,6 +33,8 @@ struct PaymentRecord {
   std::int64_t updated_at = 0;
   std::int64_t expires_at = 0;  // 0: none
   std::int64_t version = 0;     // bumped by every update; updates are conditional on it
+  std::int64_t next_check_at = 0;  // when reconciliation next asks the gateway (pending payments)
+  int check_count = 0;
 };
 
 struct RefundRecord {

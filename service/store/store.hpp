@@ -72,6 +72,10 @@ class Store {
   virtual asio::awaitable<bool> apply_payment_change(PaymentChange change) = 0;
   // Payments that have not reached a definite end (created/requires_action/processing).
   virtual asio::awaitable<std::vector<PaymentRecord>> pending_payments(std::int64_t updated_before, int limit) = 0;
+  // Pending payments whose next reconciliation check is due, oldest due first.
+  virtual asio::awaitable<std::vector<PaymentRecord>> due_payments(std::int64_t now, int limit) = 0;
+  // Sets when a payment is next checked (not a change of the payment: no version bump, no event).
+  virtual asio::awaitable<void> schedule_check(std::string id, std::int64_t next_check_at, int check_count) = 0;
 
   // Refunds: the refund row is inserted only while amount_refunded + pending + amount <= amount.
   virtual asio::awaitable<CreateRefundResult> create_refund(RefundRecord r, std::optional<IdempotencyRecord> key) = 0;

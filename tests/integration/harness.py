@@ -1,8 +1,11 @@
 """Runs the real paymux and paymux-sandbox binaries on loopback for integration tests.
 
 Each test class gets its own temporary directory, free ports, a generated configuration and both
-processes; everything is stopped (SIGTERM, then checked for a clean exit) when the class ends.
+processes; everything is stopped (SIGTERM, then checked for a clean exit) when the class ends, and
+the directory removed unless a test failed (then its path and the logs' tails are printed).
 Traffic goes to 127.0.0.1 only.
+
+    cd tests/integration && PAYMUX_BIN=... PAYMUX_SANDBOX_BIN=... python3 -m unittest -v test_http
 """
 import json
 import os
@@ -165,12 +168,20 @@ merchants:
 
     # --- processes -----------------------------------------------------------------------------
     def start(self):
-        try:
-            self.start_sandbox()
-            self.start_paymux()
-        except BaseException:
-            self.kill_all()
-            raise
+        for attempt in range(3):
+            try:
+                self.start_sandbox()
+                self.start_paymux()
+                return self
+            except AssertionError:
+                self.kill_all()
+                if attempt == 2:
+                    raise
+                # Another process may have taken a "free" port meanwhile: pick new ones.
+                self.port, self.sandbox_port = free_port(), free_port()
+            except BaseException:
+                self.kill_all()
+                raise
         return self
 
     def kill_all(self):

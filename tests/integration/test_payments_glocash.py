@@ -242,11 +242,14 @@ class GlocashPaymentsTest(StackTestCase):
         self.assert_unknown_outcome(self.stack.create_payment())
 
     def test_connection_dropped_after_sending_is_202_processing(self):
-        # paymux re-sends once on a fresh connection when a pooled one dies before any answer (a
-        # stale keep-alive connection looks the same): the gateway drops both.
+        # The gateway read the request and dropped the connection: it may have the payment, so
+        # paymux neither fails it nor sends it again (a second POST could charge twice).
+        self.stack.create_payment()  # leaves a pooled keep-alive connection to the gateway
         self.stack.set_fault("drop", count=2)
         p = self.assert_unknown_outcome(self.stack.create_payment())
         self.assertEqual(self.stack.glocash_transactions(self.stack.order_no(p["id"])), [])
+        faults = self.stack.sandbox_api("GET", "/_sandbox/faults").json()["faults"]
+        self.assertEqual([(f["mode"], f["count"]) for f in faults], [("drop", 1)], "the POST was sent twice")
 
     def test_gateway_timeout_is_202_processing(self):
         # glocash_slow waits 700 ms; the gateway holds the connection for 2 s.

@@ -10,7 +10,7 @@ struct Migration {
   const char* sql;
 };
 
-inline constexpr std::array<Migration, 1> kMigrations{{
+inline constexpr std::array<Migration, 2> kMigrations{{
     {1, R"sql(
 CREATE TABLE payments (
   seq INTEGER PRIMARY KEY,
@@ -98,6 +98,13 @@ CREATE TABLE notifications (
   dedup_key TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX notifications_payment ON notifications (payment_id);
+)sql"},
+    {2, R"sql(
+-- Reconciliation: when a payment that has not reached a definite end is next asked about.
+ALTER TABLE payments ADD COLUMN next_check_at INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE payments ADD COLUMN check_count INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX payments_due ON payments (next_check_at)
+  WHERE status IN ('created', 'requires_action', 'processing');
 )sql"},
 }};
 

@@ -66,7 +66,7 @@ class JobQueue {
 const char* kPaymentColumns =
     "id, merchant, reference, connector, provider, provider_payment_id, amount, currency, amount_refunded, "
     "status, payment_method, request, next_action, failure, risk, attempts, return_url, metadata, created_at, "
-    "updated_at, expires_at, version";
+    "updated_at, expires_at, version, next_check_at, check_count";
 
 PaymentRecord read_payment(const Stmt& s) {
   PaymentRecord p;
@@ -92,6 +92,8 @@ PaymentRecord read_payment(const Stmt& s) {
   p.updated_at = s.int64(19);
   p.expires_at = s.int64(20);
   p.version = s.int64(21);
+  p.next_check_at = s.int64(22);
+  p.check_count = static_cast<int>(s.int64(23));
   return p;
 }
 
@@ -278,6 +280,29 @@ class SqliteStore final : public Store {
     });
   }
 
+  asio::awaitable<std::vector<PaymentRecord>> due_payments(std::int64_t now, int limit) override {
+    return read<std::vector<PaymentRecord>>([=](Db& db) {
+      static const std::string sql = std::string("SELECT ") + kPaymentColumns +
+                                     " FROM payments WHERE status IN ('created', 'requires_action', 'processing')"
+                                     " AND next_check_at <= ?1 ORDER BY next_check_at LIMIT ?2";
+      auto s = db.prepare(sql.c_str());
+      s.bind(1, now).bind(2, limit);
+      std::vector<PaymentRecord> out;
+      while (s.step()) out.push_back(read_payment(s));
+      return out;
+    });
+  }
+
+  asio::awaitable<void> schedule_check(std::string id, std::int64_t next_check_at, int check_count) override {
+    return discard(write<Unit>([id = std::move(id), next_check_at, check_count](Db& db) {
+      SQL u = "UPDATE payments SET next_check_at = ?2, check_count = ?3 WHERE id = ?1";
+      auto s = db.prepare(u);
+      s.bind(1, id).bind(2, next_check_at).bind(3, check_count);
+      s.exec();
+      return Unit{};
+    }));
+  }
+
   asio::awaitable<CreateRefundResult> create_refund(RefundRecord r, std::optional<IdempotencyRecord> key) override {
     return write<CreateRefundResult>([r = std::move(r), key = std::move(key)](Db& db) {
       CreateRefundResult result;
@@ -440,14 +465,14 @@ class SqliteStore final : public Store {
   static void insert_payment(Db& db, const PaymentRecord& p) {
     static const std::string sql = std::string("INSERT INTO payments (") + kPaymentColumns +
                                    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, "
-                                   "?16, ?17, ?18, ?19, ?20, ?21, ?22)";
+                                   "?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)";
     auto s = db.prepare(sql.c_str());
     s.bind(1, p.id).bind(2, p.merchant).bind(3, p.reference).bind(4, p.connector).bind(5, p.provider);
     s.bind(6, p.provider_payment_id).bind(7, p.amount).bind(8, p.currency).bind(9, p.amount_refunded);
     s.bind(10, to_string(p.status)).bind(11, p.payment_method_json).bind(12, p.request_json);
     s.bind(13, p.next_action_json).bind(14, p.failure_json).bind(15, p.risk_json).bind(16, p.attempts_json);
     s.bind(17, p.return_url).bind(18, p.metadata_json).bind(19, p.created_at).bind(20, p.updated_at);
-    s.bind(21, p.expires_at).bind(22, p.version);
+    s.bind(21, p.expires_at).bind(22, p.version).bind(23, p.next_check_at).bind(24, p.check_count);
     s.exec();
   }
 
