@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 bash tools/deps.sh build
-cmake --preset release >/dev/null
+cmake --preset release -DBUILD_TESTING=OFF >/dev/null
 cmake --build --preset release --target paymux paymux-sandbox
 mkdir -p var
 

@@ -4,6 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")"
 bash tools/deps.sh test
 preset=${PAYMUX_TEST_PRESET:-release}
-cmake --preset "$preset" >/dev/null
+cmake --preset "$preset" -DBUILD_TESTING=ON >/dev/null
 cmake --build --preset "$preset"
 ctest --preset "$preset" -j2 "$@"
