@@ -17,7 +17,7 @@ struct Exchange::TokenSlot {
   std::string token;
   std::chrono::steady_clock::time_point refresh_at{};  // refresh before the gateway's expiry
   bool fetching = false;
-  std::vector<std::shared_ptr<asio::steady_timer>> waiters;
+  bool last_fetch_failed = false;
 };
 
 asio::awaitable<net::OutboundResponse> Exchange::send(const ConnectorConfig& connector, Flow flow, WireRequest w) {
@@ -52,33 +52,40 @@ asio::awaitable<std::optional<std::string>> Exchange::access_token(const Connect
                                                                    const Provider& provider, std::string refused,
                                                                    std::string& error) {
   auto s = slot(connector.id);
+  asio::steady_timer pause(co_await asio::this_coro::executor);
+  const auto give_up = std::chrono::steady_clock::now() + connector.connect_timeout + connector.timeout;
   for (;;) {
-    std::shared_ptr<asio::steady_timer> waiter;
+    bool fetch = false;
     {
       std::unique_lock lock(s->m);
       const bool fresh = !s->token.empty() && std::chrono::steady_clock::now() < s->refresh_at;
       if (fresh && s->token != refused) co_return s->token;
-      if (s->fetching) {
-        // Another call is fetching: wait for it rather than fetching a second token.
-        waiter = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor,
-                                                      std::chrono::steady_clock::time_point::max());
-        s->waiters.push_back(waiter);
-      } else {
+      if (!s->fetching) {
         s->fetching = true;
+        fetch = true;
       }
     }
-    if (waiter) {
-      co_await waiter->async_wait(asio::as_tuple(asio::use_awaitable));
+    if (!fetch) {
+      // Another call is fetching: wait for its token rather than fetching a second one. A short
+      // poll keeps this free of cross-thread wake-ups; fetches are rare (once per token lifetime).
+      if (std::chrono::steady_clock::now() > give_up) {
+        error = "timed out waiting for the access token";
+        co_return std::nullopt;
+      }
+      pause.expires_after(std::chrono::milliseconds(5));
+      co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+      // A token fetched meanwhile is no longer the refused one: take it.
       std::unique_lock lock(s->m);
-      if (!s->token.empty() && s->token != refused) co_return s->token;
-      if (s->fetching) continue;
-      error = "access token unavailable";
-      co_return std::nullopt;
+      if (!s->fetching && !s->token.empty() && s->token != refused) co_return s->token;
+      if (!s->fetching && s->last_fetch_failed) {
+        error = "access token unavailable";
+        co_return std::nullopt;
+      }
+      continue;
     }
 
     std::optional<AccessToken> fetched;
-    auto req = provider.build_access_token();
-    if (req) {
+    if (auto req = provider.build_access_token()) {
       auto res = co_await send(connector, Flow::authorize, std::move(*req));
       if (res.outcome == net::SendOutcome::response) {
         fetched = provider.parse_access_token(res);
@@ -87,24 +94,18 @@ asio::awaitable<std::optional<std::string>> Exchange::access_token(const Connect
         error = "access token request failed: " + res.error;
       }
     }
-    std::vector<std::shared_ptr<asio::steady_timer>> wake;
-    {
-      std::unique_lock lock(s->m);
-      s->fetching = false;
-      if (fetched) {
-        s->token = fetched->token;
-        // Refresh at 90% of the lifetime (at least a minute early when the lifetime allows).
-        auto life = fetched->expires_in.count() > 0 ? fetched->expires_in : std::chrono::seconds(300);
-        auto margin = std::max<std::chrono::seconds>(std::chrono::seconds(1), std::min<std::chrono::seconds>(
-                                                                                    std::chrono::seconds(60), life / 10));
-        s->refresh_at = std::chrono::steady_clock::now() + life - margin;
-        spdlog::info("connector {}: access token refreshed (lifetime {}s)", connector.id, life.count());
-      }
-      wake.swap(s->waiters);
-    }
-    for (auto& t : wake) t->cancel();
-    if (fetched) co_return fetched->token;
-    co_return std::nullopt;
+    std::unique_lock lock(s->m);
+    s->fetching = false;
+    s->last_fetch_failed = !fetched;
+    if (!fetched) co_return std::nullopt;
+    s->token = fetched->token;
+    // Refresh at 90% of the lifetime (at most a minute early).
+    auto life = fetched->expires_in.count() > 0 ? fetched->expires_in : std::chrono::seconds(300);
+    auto margin = std::max<std::chrono::seconds>(std::chrono::seconds(1),
+                                                 std::min<std::chrono::seconds>(std::chrono::seconds(60), life / 10));
+    s->refresh_at = std::chrono::steady_clock::now() + life - margin;
+    spdlog::info("connector {}: access token refreshed (lifetime {}s)", connector.id, life.count());
+    co_return fetched->token;
   }
 }
 

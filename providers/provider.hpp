@@ -77,6 +77,7 @@ struct PaymentResult {
   std::optional<boost::json::object> risk;
   std::string provider_status;  // the gateway's own status word, for logs and failure
   std::string error;            // why the outcome is unknown
+  std::int64_t expires_at = 0;  // epoch ms when the gateway's order lapses; kept when the payment has none
 };
 
 struct RefundResult {
@@ -102,6 +103,8 @@ struct Notification {
   // The amount as a decimal in major units when the notification does not name its currency
   // (CashyPay): checked exactly against the payment in the payment's currency.
   std::string amount_decimal;
+  // What was actually charged, when stated in the order's currency: must equal the order too.
+  std::optional<std::int64_t> charged_amount;
   PaymentResult result;
   bool refund_notice = false;  // about a refund rather than the payment itself
   std::string dedup_key;

@@ -22,6 +22,7 @@ using http::bhttp::status;
 using http::bhttp::verb;
 
 constexpr std::size_t kNotifyLogMax = 50;
+constexpr std::size_t kSentMax = 10;
 constexpr std::string_view kPagePath = "/cashypay/paydesk/";
 
 std::int64_t now_ms() {
@@ -67,7 +68,7 @@ Settings parse_settings(const ConfigNode& c) {
     merchant.index = s.merchants.size();
     s.merchants.push_back(std::move(merchant));
   }
-  const std::int64_t max_whole = 1'000'000'000'000'000LL;  // 10^15 units: cents fit in 64 bits
+  const std::int64_t max_whole = 1'000'000'000'000LL;  // 10^12 units: cents and fees fit in 64 bits
   const auto min = c.integer("amount_min", 1000, 0, max_whole);
   const auto max = c.integer("amount_max", 5000000, 1, max_whole);
   if (min > max) c.fail("amount_min", "must not exceed amount_max");
@@ -134,6 +135,14 @@ struct NotifyLogEntry {
   std::string body;  // the answer, truncated
 };
 
+struct SentNotification {
+  std::int64_t at_ms = 0;
+  std::string url;
+  std::string body;  // the exact bytes sent
+  std::string sign;
+  bool manual = false;
+};
+
 // What changes; guarded by the simulator's mutex.
 struct State {
   std::string status = "PAYING";
@@ -147,6 +156,7 @@ struct State {
   int deliveries = 0;
   int manual_sends = 0;
   std::vector<NotifyLogEntry> log;
+  std::vector<SentNotification> sent;  // the last kSentMax notifications built, oldest first
 };
 
 struct Entry {
@@ -707,6 +717,11 @@ class CashyPaySimulator final : public Simulator {
     return req;
   }
 
+  static void remember_locked(State& st, const std::string& url, const Notification& n, bool manual) {
+    st.sent.push_back({now_ms(), url, n.body, n.sign, manual});
+    if (st.sent.size() > kSentMax) st.sent.erase(st.sent.begin());
+  }
+
   void record_attempt(const std::shared_ptr<Entry>& e, NotifyLogEntry entry, bool manual) {
     std::lock_guard lock(mutex_);
     auto& st = e->state;
@@ -727,14 +742,16 @@ class CashyPaySimulator final : public Simulator {
                       int ignore_answers, std::string url = {}) {
     const Order& o = *e->order;
     auto n = build_notification(o, s, ov);
+    if (url.empty()) url = o.notify_url;
     {
       std::lock_guard lock(mutex_);
       ++e->state.notifications;
+      remember_locked(e->state, url, n, false);
     }
     NotificationJob job;
     job.gateway = "cashypay";
     job.subject = o.order_no + " " + n.status;
-    job.request = notify_request(o, url.empty() ? o.notify_url : std::move(url), n);
+    job.request = notify_request(o, std::move(url), n);
     job.retry_delays = settings_.retry;
     job.max_attempts = static_cast<int>(settings_.retry.size()) + 1;  // "一共重试回调10次": 10 re-sends
     auto ignored = std::make_shared<std::atomic<int>>(ignore_answers);
@@ -815,7 +832,12 @@ class CashyPaySimulator final : public Simulator {
       x["body"] = le.body;
       log.push_back(std::move(x));
     }
+    json::array sent;
+    for (const auto& x : st.sent)
+      sent.push_back(json::object{
+          {"at_ms", x.at_ms}, {"url", x.url}, {"body", x.body}, {"sign", x.sign}, {"manual", x.manual}});
     j["notify"] = json::object{{"notifications", st.notifications},
+                               {"sent", std::move(sent)},
                                {"attempts", st.attempts},
                                {"deliveries", st.deliveries},
                                {"manual_sends", st.manual_sends},
@@ -963,6 +985,10 @@ class CashyPaySimulator final : public Simulator {
       co_return json_reply(status::ok, json::object{{"body", n.body}, {"sign", n.sign}, {"scheduled", true}}, ctx.req);
     }
     auto n = build_notification(*e->order, s, ov);
+    {
+      std::lock_guard lock(mutex_);
+      remember_locked(e->state, url, n, true);
+    }
     json::array responses;
     for (std::int64_t i = 1; i <= repeat; ++i) {
       auto res = co_await frame_.notifier().send_once(notify_request(*e->order, url, n));

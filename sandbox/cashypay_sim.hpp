@@ -48,7 +48,10 @@
 // Control API (JSON) for tests:
 //   GET  /_sandbox/cashypay/orders?mchOrderNo=X[&merchantId=M]  {"orders":[...]} (no mchOrderNo: the
 //                                                      latest first, ?limit=N, default 100)
-//   GET  /_sandbox/cashypay/orders/{orderNo}          the order: fields, status, fee, notify log
+//   GET  /_sandbox/cashypay/orders/{orderNo}          the order: fields, status, fee, notify {notifications,
+//                                                      attempts, deliveries, manual_sends, log[] (one per
+//                                                      send: attempt, http_status, acknowledged, ...),
+//                                                      sent[] (the last 10 bodies and Signs, exact bytes)}
 //   POST /_sandbox/cashypay/orders/{orderNo}/status   {"status":"SUCCESS|FAIL|PAYING","notify":true,
 //                                                      "url","ignore_answers":N} forces a status and
 //                                                      (by default) sends its notification on the
@@ -75,6 +78,7 @@
 #include "service/core/crypto.hpp"
 
 #include <cstdint>
+#include <cstdio>
 #include <ctime>
 #include <optional>
 #include <string>
@@ -250,10 +254,10 @@ inline std::string format_cents_short(std::int64_t cents) {
 }
 
 // The fee in ten-thousandths: cents * bp / 10000 currency units, rounded half up.
+// Amounts up to 10^12 units and basis points up to 10000 stay far from overflow.
 inline std::int64_t fee_units4(std::int64_t cents, std::int64_t basis_points) {
-  // cents * 100 ten-thousandths per cent, times bp / 10000.
-  const __int128 x = static_cast<__int128>(cents) * basis_points;  // in 1/100 of a ten-thousandth
-  return static_cast<std::int64_t>((x + 50) / 100);
+  // A cent is 100 ten-thousandths: fee = cents * 100 * bp / 10000 = cents * bp / 100.
+  return (cents / 100) * basis_points + ((cents % 100) * basis_points + 50) / 100;
 }
 
 // ---- Times: "YYYY-MM-DD HH:MM:SS" in the gateway's local time ----
@@ -262,7 +266,7 @@ inline std::string format_time(std::int64_t unix_s, int utc_offset_minutes) {
   std::time_t t = static_cast<std::time_t>(unix_s + static_cast<std::int64_t>(utc_offset_minutes) * 60);
   std::tm tm{};
   gmtime_r(&t, &tm);
-  char buf[32];
+  char buf[80];
   std::snprintf(buf, sizeof buf, "%04d-%02d-%02d %02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
                 tm.tm_hour, tm.tm_min, tm.tm_sec);
   return buf;

@@ -382,20 +382,20 @@ class DhpaySimulator final : public Simulator {
 
   std::shared_ptr<Transaction> find_ref(std::string_view ref) const {
     std::lock_guard lock(mutex_);
-    auto it = by_ref_.find(ref);
+    auto it = by_ref_.find(std::string(ref));
     return it == by_ref_.end() ? nullptr : it->second;
   }
 
   std::shared_ptr<Transaction> find_page(std::string_view token) const {
     std::lock_guard lock(mutex_);
-    auto it = by_page_.find(token);
+    auto it = by_page_.find(std::string(token));
     return it == by_page_.end() ? nullptr : it->second;
   }
 
   // A ref_no, else an invoice_id (the first merchant's that has it).
   std::shared_ptr<Transaction> find_any(std::string_view id) const {
     std::lock_guard lock(mutex_);
-    if (auto it = by_ref_.find(id); it != by_ref_.end()) return it->second;
+    if (auto it = by_ref_.find(std::string(id)); it != by_ref_.end()) return it->second;
     for (const auto& tx : created_)
       if (tx->order->invoice_id == id) return tx;
     return nullptr;

@@ -26,7 +26,9 @@
 //        "Bearer","access_token":<32 upper hex>}}. Lifetimes are not compressed by time_factor.
 //   POST /dhpay/api/payments/nonce/v1   headers Authorization: Bearer (absent, unknown or revoked:
 //        E0002; expired: E0010), version: v1 (else E0004); JSON body {"requestParam":{...},
-//        "cardParam":{"tokenInfo"}}. Error codes chosen from 000's list where it has no rule:
+//        "cardParam":{"tokenInfo"}}, Content-Type application/json (else E0001). Every answer is
+//        HTTP 200 with the document's {"status","error_code"} or {"status":"01","data":{...}}.
+//        Error codes chosen from 000's list where the document has no rule:
 //          E0001 ("resource is not exists"): a body that is not the document's JSON, a mandatory
 //                field missing or malformed (000's table: tokenInfo, merchant_id, invoice_id,
 //                order_no, currency, amount, country, product_name, hash, buyer_email, first_name,
@@ -294,6 +296,7 @@ inline std::string field_problem(const FieldRule& r, std::string_view value) {
     if ((c & 0xC0) != 0x80) ++n;
   if (n < r.min_len || n > r.max_len) {
     if (r.min_len == r.max_len) return "must be " + std::to_string(r.max_len) + " characters long";
+    if (r.min_len <= 1) return "must be at most " + std::to_string(r.max_len) + " characters long";
     return "must be " + std::to_string(r.min_len) + " to " + std::to_string(r.max_len) + " characters long";
   }
   if (!form_ok(r.form, value)) {

@@ -8,6 +8,7 @@
 #include "sandbox/cashypay_sim.hpp"
 #include "sandbox/dhpay_sim.hpp"
 #include "sandbox/glocash_sim.hpp"
+#include "sandbox/merchant_receiver.hpp"
 #include "sandbox/sandbox.hpp"
 #include "service/http/server.hpp"
 
@@ -33,7 +34,7 @@ namespace asio = boost::asio;
 using namespace paymux;
 
 // Every simulator the sandbox knows; each gets the config section of its name.
-std::vector<sandbox::SimulatorFactory> simulator_factories() { return {sandbox::glocash::factory(), sandbox::cashypay::factory(), sandbox::dhpay::factory()}; }
+std::vector<sandbox::SimulatorFactory> simulator_factories() { return {sandbox::glocash::factory(), sandbox::cashypay::factory(), sandbox::dhpay::factory(), sandbox::merchant::factory()}; }
 
 void usage(std::FILE* out) {
   std::fprintf(out,

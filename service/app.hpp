@@ -6,6 +6,7 @@
 #include "service/core/orchestrator.hpp"
 #include "service/http/router.hpp"
 #include "service/net/http_client.hpp"
+#include "service/notify/webhooks.hpp"
 #include "service/store/store.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -35,6 +36,7 @@ struct App {
   providers::Exchange exchange;
   Connectors connectors;
   Orchestrator orchestrator;
+  notify::WebhookDispatcher webhooks;
   Authenticator auth;
   std::atomic<bool> ready{false};  // migrations done and start-up settled
 };

@@ -113,6 +113,8 @@ int main(int argc, char** argv) {
 
   asio::co_spawn(ioc, [&]() -> asio::awaitable<void> {
     try {
+      // Endpoints first: an event written from now on finds its merchant's webhook URL.
+      co_await app->webhooks.start();
       co_await app->orchestrator.settle_interrupted();
       app->ready = true;
       spdlog::info("paymux ready");
@@ -130,6 +132,7 @@ int main(int argc, char** argv) {
     if (ec) return;
     spdlog::info("signal {} received: draining", sig);
     server.stop_accepting();
+    app->webhooks.stop();  // in-flight deliveries cut off by the stop are leased: sent again after a restart
     const auto deadline = std::chrono::steady_clock::now() + config.server.limits.shutdown_grace;
     asio::co_spawn(ioc, [&, deadline]() -> asio::awaitable<void> {
       asio::steady_timer t(co_await asio::this_coro::executor);

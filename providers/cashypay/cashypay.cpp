@@ -1,6 +1,7 @@
 #include "providers/cashypay/cashypay.hpp"
 
 #include "providers/cashypay/wire.hpp"
+#include "service/core/clock.hpp"
 #include "service/core/crypto.hpp"
 #include "service/core/flat_json.hpp"
 #include "service/core/json.hpp"
@@ -40,6 +41,25 @@ std::optional<std::int64_t> parse_limit(const ConnectorConfig& c, const std::str
   auto n = parse_decimal(v, 0);
   if (!n) throw ConfigError("connector " + c.id + ": settings." + key + ": expected an integer of minor units");
   return n;
+}
+
+std::size_t utf8_length(std::string_view s) {
+  std::size_t n = 0;
+  for (unsigned char c : s)
+    if ((c & 0xC0) != 0x80) ++n;
+  return n;
+}
+
+// The first max_chars characters, never splitting a UTF-8 sequence.
+std::string utf8_prefix(std::string_view s, std::size_t max_chars) {
+  std::size_t chars = 0, i = 0;
+  for (; i < s.size(); ++i) {
+    if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80) {
+      if (chars == max_chars) break;
+      ++chars;
+    }
+  }
+  return std::string(s.substr(0, i));
 }
 
 // remark: at most 32 plain ASCII characters (the document asks for English or unaccented Spanish).
@@ -97,7 +117,7 @@ std::optional<http::ApiError> CashypayProvider::validate(const store::PaymentRec
     if (v.empty())
       return http::bad_request("parameter_missing",
                                "CashyPay requires " + param + " (its field " + gateway + ").", param);
-    if (v.size() > static_cast<std::size_t>(max_len))
+    if (utf8_length(v) > static_cast<std::size_t>(max_len))
       return http::bad_request("parameter_invalid", param + " is longer than CashyPay's " + std::to_string(max_len) +
                                                         " characters.", param);
   }
@@ -118,8 +138,9 @@ WireRequest CashypayProvider::build_authorize(const PaymentInput& in) const {
   const auto cur = find_currency(p.currency);
   std::string real_name(field(r, "customer", "first_name"));
   if (auto last = field(r, "customer", "last_name"); !last.empty()) real_name += " " + std::string(last);
-  if (real_name.size() > 64) real_name.resize(64);
-  const std::int64_t expire = p.expires_at ? std::max<std::int64_t>(60, (p.expires_at - p.created_at) / 1000)
+  real_name = utf8_prefix(real_name, 64);
+  // The pay desk lapses exactly when the payment does (never later: a late payment would be lost).
+  const std::int64_t expire = p.expires_at ? std::max<std::int64_t>(1, (p.expires_at - p.created_at) / 1000)
                                            : default_expire_seconds_;
   // The body is written by hand so that the amount is an exact decimal literal, never a double.
   std::string body = "{";
@@ -142,7 +163,7 @@ WireRequest CashypayProvider::build_authorize(const PaymentInput& in) const {
   return signed_post("/api/payDesk", std::move(body));
 }
 
-PaymentResult CashypayProvider::parse_authorize(const net::OutboundResponse& res, const PaymentInput&) const {
+PaymentResult CashypayProvider::parse_authorize(const net::OutboundResponse& res, const PaymentInput& in) const {
   PaymentResult r;
   boost::system::error_code ec;
   auto v = bj::parse(res.body, ec);
@@ -174,6 +195,8 @@ PaymentResult CashypayProvider::parse_authorize(const net::OutboundResponse& res
   }
   r.status = PaymentStatus::requires_action;
   r.provider_payment_id = std::string(json::str(*data, "orderNo"));
+  // The link lasts expireTime seconds from now: the payment expires with it.
+  if (!in.payment.expires_at) r.expires_at = now_ms() + default_expire_seconds_ * 1000;
   bj::object na;
   na["type"] = "redirect";
   na["url"] = json::str(*data, "payUrl");

@@ -41,17 +41,29 @@ Product product_of(const store::PaymentRecord& p, const bj::object& request) {
   return out;
 }
 
+// A field DHpay requires, with the length its document gives (min_len..max_len characters).
 std::optional<http::ApiError> require(const bj::object& request, std::string_view object, std::string_view key,
-                                      std::size_t max_len, std::string_view gateway_field) {
+                                      std::size_t max_len, std::string_view gateway_field, std::size_t min_len = 1) {
   const auto v = field(request, object, key);
   const std::string param = std::string(object) + "." + std::string(key);
   if (v.empty())
     return http::bad_request("parameter_missing",
                              "DHpay requires " + param + " (its field " + std::string(gateway_field) + ").", param);
-  if (v.size() > max_len)
-    return http::bad_request("parameter_invalid", param + " is longer than DHpay's " + std::to_string(max_len) +
-                                                      " characters.", param);
+  if (v.size() < min_len || v.size() > max_len)
+    return http::bad_request("parameter_invalid",
+                             param + " must be " +
+                                 (min_len == max_len ? std::to_string(max_len)
+                                                     : std::to_string(min_len) + " to " + std::to_string(max_len)) +
+                                 " characters for DHpay (" + std::string(gateway_field) + ").",
+                             param);
   return std::nullopt;
+}
+
+// An optional field: checked only when present.
+std::optional<http::ApiError> optional_length(const bj::object& request, std::string_view object, std::string_view key,
+                                              std::size_t min_len, std::size_t max_len, std::string_view gateway_field) {
+  if (field(request, object, key).empty()) return std::nullopt;
+  return require(request, object, key, max_len, gateway_field, min_len);
 }
 
 std::optional<http::ApiError> check_amount(const store::PaymentRecord& p) {
@@ -64,6 +76,16 @@ std::optional<http::ApiError> check_product(const store::PaymentRecord& p, const
   if (product_of(p, request).name.empty())
     return http::bad_request("parameter_missing",
                              "DHpay requires a product name: set description or items[0].name.", "description");
+  return std::nullopt;
+}
+
+std::optional<http::ApiError> check_product_length(const store::PaymentRecord& p, const bj::object& request,
+                                                   std::size_t max_len) {
+  if (product_of(p, request).name.size() > max_len)
+    return http::bad_request("parameter_invalid",
+                             "The product name (description or items[0].name) is longer than DHpay's " +
+                                 std::to_string(max_len) + " characters.",
+                             "description");
   return std::nullopt;
 }
 
@@ -152,18 +174,22 @@ Capabilities DhpayProvider::capabilities() const { return {{Flow::authorize, Flo
 std::optional<http::ApiError> DhpayProvider::validate(const store::PaymentRecord& p, const bj::object& r) const {
   // The fields document 001 marks mandatory, in the form's order.
   if (auto e = check_amount(p)) return e;
-  if (auto e = require(r, "shipping", "country", 2, "shipping_country")) return e;
+  if (auto e = require(r, "shipping", "country", 2, "shipping_country", 2)) return e;
   if (auto e = require(r, "customer", "first_name", 50, "first_name")) return e;
   if (auto e = require(r, "customer", "last_name", 50, "last_name")) return e;
-  if (auto e = require(r, "billing", "country", 2, "country")) return e;
+  if (auto e = require(r, "billing", "country", 2, "country", 2)) return e;
   if (auto e = require(r, "billing", "state", 50, "state")) return e;
   if (auto e = require(r, "billing", "city", 50, "city")) return e;
   if (auto e = require(r, "billing", "line1", 500, "address_line")) return e;
-  if (auto e = require(r, "billing", "postal_code", 10, "zipcode")) return e;
+  if (auto e = require(r, "billing", "postal_code", 10, "zipcode", 4)) return e;
   if (auto e = check_product(p, r)) return e;
   if (auto e = require(r, "shipping", "city", 50, "shipping_city")) return e;
   if (auto e = require(r, "shipping", "state", 50, "shipping_state")) return e;
-  if (auto e = require(r, "shipping", "postal_code", 10, "shipping_zipcode")) return e;
+  if (auto e = require(r, "shipping", "postal_code", 10, "shipping_zipcode", 4)) return e;
+  if (auto e = optional_length(r, "customer", "email", 1, 30, "buyer_email")) return e;
+  if (auto e = optional_length(r, "shipping", "email", 1, 30, "shipping_email")) return e;
+  if (auto e = optional_length(r, "shipping", "phone", 2, 50, "shipping_phone")) return e;
+  if (auto e = check_product_length(p, r, 500)) return e;
   return std::nullopt;
 }
 
@@ -257,15 +283,19 @@ Capabilities DhpayNonceProvider::capabilities() const {
 std::optional<http::ApiError> DhpayNonceProvider::validate(const store::PaymentRecord& p, const bj::object& r) const {
   // Mandatory fields of the nonce payment body (document 000).
   if (auto e = check_amount(p)) return e;
-  if (auto e = require(r, "billing", "country", 2, "country")) return e;
+  if (auto e = require(r, "billing", "country", 2, "country", 2)) return e;
   if (auto e = check_product(p, r)) return e;
   if (auto e = require(r, "customer", "email", 30, "buyer_email")) return e;
   if (auto e = require(r, "customer", "first_name", 50, "first_name")) return e;
   if (auto e = require(r, "customer", "last_name", 50, "last_name")) return e;
   if (auto e = require(r, "billing", "line1", 500, "address_line")) return e;
-  if (auto e = require(r, "billing", "postal_code", 10, "zipcode")) return e;
+  if (auto e = require(r, "billing", "postal_code", 10, "zipcode", 4)) return e;
   if (auto e = require(r, "shipping", "email", 30, "shipping_email")) return e;
   if (auto e = require(r, "customer", "id", 40, "buyer_id")) return e;
+  if (auto e = optional_length(r, "billing", "phone", 2, 50, "phone")) return e;
+  if (auto e = optional_length(r, "shipping", "phone", 2, 50, "shipping_phone")) return e;
+  if (auto e = optional_length(r, "shipping", "country", 2, 2, "shipping_country")) return e;
+  if (auto e = check_product_length(p, r, 200)) return e;
   return std::nullopt;
 }
 

@@ -304,6 +304,10 @@ Notification GlocashProvider::read_psn_fields(const http::FormFields& f) const {
     n.currency = currency;
     n.amount = parse_decimal(price, cur->exponent);
     if (!n.amount) n.amount = -1;  // present but unreadable: never equal to the order
+    // What was actually charged must match too when it is in the order's currency (BIL_* is not
+    // covered by REQ_SIGN; PGW_* is). A charge in another currency is the gateway's conversion.
+    if (get("PGW_CURRENCY") == currency && !get("PGW_PRICE").empty())
+      n.charged_amount = parse_decimal(get("PGW_PRICE"), cur->exponent).value_or(-1);
   }
   const auto mapping = map_status(status);
   if (!mapping.known) spdlog::warn("glocash: unknown BIL_STATUS '{}' for {} treated as pending", status, gcid);

@@ -254,12 +254,15 @@ void register_payment_routes(http::Router& router, App& app) {
       const std::string merchant = std::get<std::string>(who);
       const std::string id(ctx.param("id"));
       const std::string endpoint = "POST /v1/payments/" + id + "/" + name;
-      auto result = co_await with_idempotency(
-          app, merchant, std::get<std::string>(key), endpoint, fingerprint(endpoint, bj::object{}), ctx.request_id,
-          [&app, merchant, id, name]() -> asio::awaitable<Result> {
-            if (name == "sync") co_return co_await app.orchestrator.sync_payment(merchant, id);
-            co_return co_await app.orchestrator.cancel_payment(merchant, id);
-          });
+      // Not a coroutine itself: the orchestrator's coroutines take their arguments by value, so
+      // nothing refers back into this closure once it has been called.
+      std::function<asio::awaitable<Result>()> work = [&app, merchant, id, name]() {
+        return name == "sync" ? app.orchestrator.sync_payment(merchant, id)
+                              : app.orchestrator.cancel_payment(merchant, id);
+      };
+      const std::string fp = fingerprint(endpoint, bj::object{});
+      const std::string idem = std::get<std::string>(key);
+      auto result = co_await with_idempotency(app, merchant, idem, endpoint, fp, ctx.request_id, std::move(work));
       co_return respond(ctx, result);
     };
   };
@@ -293,11 +296,10 @@ void register_payment_routes(http::Router& router, App& app) {
     cmd.merchant = std::get<std::string>(who);
     cmd.payment_id = std::string(ctx.param("id"));
     const std::string endpoint = "POST /v1/payments/" + cmd.payment_id + "/refunds";
-    auto result = co_await with_idempotency(app, cmd.merchant, std::get<std::string>(key), endpoint,
-                                            fingerprint(endpoint, o), ctx.request_id,
-                                            [&app, cmd]() -> asio::awaitable<Result> {
-                                              co_return co_await app.orchestrator.create_refund(cmd);
-                                            });
+    std::function<asio::awaitable<Result>()> work = [&app, cmd]() { return app.orchestrator.create_refund(cmd); };
+    const std::string fp = fingerprint(endpoint, o);
+    const std::string idem = std::get<std::string>(key);
+    auto result = co_await with_idempotency(app, cmd.merchant, idem, endpoint, fp, ctx.request_id, std::move(work));
     co_return respond(ctx, result);
   });
 

@@ -7,6 +7,7 @@
 
 namespace paymux::api {
 void register_payment_routes(http::Router& router, App& app);
+void register_webhook_routes(http::Router& router, App& app);
 }
 
 namespace paymux {
@@ -37,10 +38,12 @@ App::App(const Config& cfg, boost::asio::io_context& ioc)
       exchange(client),
       connectors(cfg, providers::ProviderEnv{cfg.server.public_url}),
       orchestrator(cfg, *store, exchange, connectors),
+      webhooks(cfg, *store, ioc.get_executor()),
       auth(cfg) {}
 
 void register_routes(http::Router& router, App& app) {
   register_payment_routes(router, app);
+  register_webhook_routes(router, app);
 
   router.add(verb::get, "/v1/events", [&app](RequestContext& ctx) -> asio::awaitable<Response> {
     auto who = authenticate(app, ctx);

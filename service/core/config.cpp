@@ -1,5 +1,7 @@
 #include "service/core/config.hpp"
 
+#include "service/net/address_policy.hpp"
+
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -433,7 +435,8 @@ TlsConfig parse_tls(const Section& s, const fs::path& base_dir) {
 }
 
 WebhookEndpoint parse_webhook(const Section& s, const fs::path& base_dir) {
-  s.allow_only({"url", "url_file", "secret", "secret_file", "secrets", "allow_private"});
+  s.allow_only({"url", "url_file", "secret", "secret_file", "secrets", "allow_private", "timeout_ms",
+                "retry_schedule_seconds"});
   WebhookEndpoint out;
   std::string url_path = s.sub("url");
   if (auto url = string_or_file(s, "url", base_dir)) {
@@ -458,6 +461,36 @@ WebhookEndpoint parse_webhook(const Section& s, const fs::path& base_dir) {
     fail(s.sub("secret"), "missing (a webhook url needs a signing secret)");
 
   if (const auto* n = s.find("allow_private")) out.allow_private = parse_bool(*n, s.sub("allow_private"));
+  // SSRF guard, configuration half: a literal private address or a localhost name is refused here;
+  // names are checked on the addresses they resolve to, at each delivery.
+  if (!out.url.empty() && !out.allow_private && net::host_is_non_public(net::url_host(out.url)).value_or(false))
+    fail(url_path, "a loopback, private or link-local address is refused (set allow_private: true for a "
+                   "test endpoint)");
+
+  if (const auto* n = s.find("timeout_ms")) out.timeout = parse_millis(*n, s.sub("timeout_ms"));
+  if (const auto* n = s.find("retry_schedule_seconds")) {
+    const std::string path = s.sub("retry_schedule_seconds");
+    if (!n->IsSequence()) fail(path, std::string("expected a list, got ") + kind(*n));
+    if (n->size() == 0) fail(path, "expected at least one wait");
+    if (n->size() > 100) fail(path, "at most 100 waits");
+    out.retry_schedule.clear();
+    for (std::size_t i = 0; i < n->size(); ++i)
+      out.retry_schedule.emplace_back(parse_uint((*n)[i], index_path(path, i), 1, 7 * 24 * 3600));
+  }
+  return out;
+}
+
+WebhookWorkerConfig parse_webhook_worker(const Section& s) {
+  s.allow_only({"max_in_flight", "max_in_flight_per_merchant", "batch", "poll_ms"});
+  WebhookWorkerConfig out;
+  if (const auto* n = s.find("max_in_flight"))
+    out.max_in_flight = static_cast<int>(parse_uint(*n, s.sub("max_in_flight"), 1, 100000));
+  if (const auto* n = s.find("max_in_flight_per_merchant"))
+    out.max_in_flight_per_merchant = static_cast<int>(parse_uint(*n, s.sub("max_in_flight_per_merchant"), 1, 100000));
+  if (const auto* n = s.find("batch")) out.batch = static_cast<int>(parse_uint(*n, s.sub("batch"), 1, 10000));
+  if (const auto* n = s.find("poll_ms")) out.poll = parse_millis(*n, s.sub("poll_ms"));
+  if (out.max_in_flight_per_merchant > out.max_in_flight)
+    fail(s.sub("max_in_flight_per_merchant"), "more than max_in_flight");
   return out;
 }
 
@@ -630,12 +663,13 @@ MerchantConfig parse_merchant(const Section& s, const fs::path& base_dir, SeenId
 
 Config parse_root(const YAML::Node& root, const fs::path& base_dir) {
   const Section s(root, "");
-  s.allow_only({"server", "storage", "log", "tls", "reconciler", "merchants"});
+  s.allow_only({"server", "storage", "log", "tls", "reconciler", "webhooks", "merchants"});
   Config out;
   if (const auto* n = s.find("server")) out.server = parse_server(Section(*n, "server"));
   if (const auto* n = s.find("storage")) out.storage = parse_storage(Section(*n, "storage"));
   if (const auto* n = s.find("log")) out.log = parse_log(Section(*n, "log"));
   if (const auto* n = s.find("reconciler")) out.reconciler = parse_reconciler(Section(*n, "reconciler"));
+  if (const auto* n = s.find("webhooks")) out.webhooks = parse_webhook_worker(Section(*n, "webhooks"));
   if (const auto* n = s.find("tls")) out.tls = parse_tls(Section(*n, "tls"), base_dir);
   if (const auto* n = s.find("merchants"); n != nullptr && !n->IsNull()) {
     if (!n->IsSequence()) fail("merchants", std::string("expected a list, got ") + kind(*n));

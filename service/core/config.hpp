@@ -66,10 +66,33 @@ struct ReconcilerConfig {
   int batch = 50;
 };
 
+// The default waits between delivery attempts of one event (README, "Merchant webhooks"): about
+// 4 days from the first attempt to the last, each wait jittered by +-20%.
+inline const std::vector<std::chrono::seconds>& default_webhook_retry_schedule() {
+  using std::chrono::seconds;
+  static const std::vector<seconds> schedule{seconds(5),     seconds(30),    seconds(120),   seconds(600),
+                                             seconds(1800),  seconds(3600),  seconds(7200),  seconds(14400),
+                                             seconds(28800), seconds(43200), seconds(86400), seconds(86400),
+                                             seconds(86400)};
+  return schedule;
+}
+
 struct WebhookEndpoint {
   std::string url;                 // empty: no deliveries
-  std::vector<Secret> secrets;     // whsec_<base64>; the first signs, all sign during a rotation
+  std::vector<Secret> secrets;     // whsec_<base64>; all sign (space-separated) during a rotation
   bool allow_private = false;      // loopback/private targets allowed (sandbox and tests)
+  std::chrono::milliseconds timeout{15000};  // per attempt, connection included (timeout_ms)
+  // Waits after the 1st, 2nd, ... failed attempt (retry_schedule_seconds); past the last one the
+  // event is given up (state failed).
+  std::vector<std::chrono::seconds> retry_schedule = default_webhook_retry_schedule();
+};
+
+// The delivery worker (top-level `webhooks:`): how much it sends at once and how often it looks.
+struct WebhookWorkerConfig {
+  int max_in_flight = 256;               // deliveries in flight, all merchants together
+  int max_in_flight_per_merchant = 64;   // so that one slow endpoint cannot take every slot
+  int batch = 64;                        // rows claimed per store round trip
+  std::chrono::milliseconds poll{200};   // how often due rows are looked for when idle
 };
 
 struct ConnectorConfig {
@@ -110,6 +133,7 @@ struct Config {
   LogConfig log;
   TlsConfig tls;
   ReconcilerConfig reconciler;
+  WebhookWorkerConfig webhooks;
   std::vector<MerchantConfig> merchants;
 
   const ConnectorConfig* find_connector(std::string_view id) const;

@@ -118,6 +118,10 @@ bool Orchestrator::absorb(PaymentRecord& p, const providers::PaymentResult& r) {
     p.provider_payment_id = r.provider_payment_id;
     changed = true;
   }
+  if (r.expires_at && !p.expires_at && is_pending(p.status)) {
+    p.expires_at = r.expires_at;
+    changed = true;
+  }
   if (r.risk) {
     auto risk = ser(*r.risk);
     if (risk != p.risk_json) {
@@ -163,10 +167,12 @@ asio::awaitable<PaymentRecord> Orchestrator::update_payment(std::string id, Muta
         change.events.push_back(make_event(after.merchant, std::string(*type), after.id,
                                            payment_json(after, config_.server.public_url)));
     }
-    for (auto& [type, object] : extras.events)
-      change.events.push_back(make_event(after.merchant, type,
-                                         object.contains("id") ? std::string(object["id"].as_string()) : after.id,
-                                         std::move(object)));
+    for (auto& [type, object] : extras.events) {
+      // Filed under the object it is about (a refund's events under the refund id).
+      const auto* oid = object.if_contains("id");
+      std::string object_id = oid && oid->is_string() ? std::string(oid->get_string()) : after.id;
+      change.events.push_back(make_event(after.merchant, type, object_id, std::move(object)));
+    }
     change.refund = std::move(extras.refund);
     change.notification = std::move(extras.notification);
     if (extras.idempotency) change.idempotency_done = extras.idempotency(after);
@@ -582,7 +588,8 @@ asio::awaitable<http::Response> Orchestrator::handle_notification(std::string co
       co_return provider.acknowledge(false, ctx.req);
     }
     rec.payment_id = p->id;
-    bool mismatch = (n.amount && *n.amount != p->amount) || (!n.currency.empty() && n.currency != p->currency);
+    bool mismatch = (n.amount && *n.amount != p->amount) || (!n.currency.empty() && n.currency != p->currency) ||
+                    (n.charged_amount && *n.charged_amount != p->amount);
     if (!n.amount_decimal.empty()) {
       const auto cur = find_currency(p->currency);
       const auto stated = cur ? parse_decimal(n.amount_decimal, cur->exponent) : std::nullopt;
@@ -599,7 +606,9 @@ asio::awaitable<http::Response> Orchestrator::handle_notification(std::string co
             boost::json::object review = payment_json(cur, config_.server.public_url);
             boost::json::object detail;
             detail["reason"] = "amount_mismatch";
-            detail["notified_amount"] = n.amount ? boost::json::value(*n.amount) : boost::json::value(nullptr);
+            detail["notified_amount"] = n.amount ? boost::json::value(*n.amount)
+                                        : !n.amount_decimal.empty() ? boost::json::value(n.amount_decimal)
+                                                                    : boost::json::value(nullptr);
             detail["notified_currency"] = n.currency;
             detail["connector"] = connector_id;
             review["review"] = std::move(detail);

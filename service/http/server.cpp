@@ -144,7 +144,10 @@ asio::awaitable<void> Server::session(std::shared_ptr<State> state, tcp::socket 
     auto [hec, hn] = co_await bhttp::async_read_header(stream, buffer, parser, use_nothrow);
     std::optional<ApiError> early;
     if (hec) {
-      if (hec == bhttp::error::header_limit)
+      if (hec == bhttp::error::body_limit)  // Content-Length over the limit, seen with the header
+        early = ApiError{413, ErrorType::invalid_request_error, "body_too_large",
+                         "Request body exceeds " + std::to_string(o.max_body_bytes) + " bytes.", {}};
+      else if (hec == bhttp::error::header_limit)
         early = ApiError{431, ErrorType::invalid_request_error, "headers_too_large", "Request headers are too large.", {}};
       else if (hec == bhttp::error::end_of_stream || hec == beast::error::timeout ||
                hec == asio::error::operation_aborted || hec == asio::error::connection_reset)

@@ -211,6 +211,7 @@ struct ExchangeLimits {
   std::chrono::milliseconds connect_timeout;
   std::chrono::milliseconds timeout;
   std::size_t max_response_bytes;
+  std::function<bool(const asio::ip::address&)> allow_address;  // empty: any
 };
 
 asio::awaitable<std::tuple<error_code, tcp::resolver::results_type>> resolve(std::string host, std::string port,
@@ -431,9 +432,18 @@ asio::awaitable<Attempt> HttpClient::Impl::exchange(std::shared_ptr<Impl> self, 
       conn->tls.emplace(conn->strand, self->tls);
     else
       conn->plain.emplace(conn->strand);
+    std::vector<tcp::endpoint> allowed;
+    for (const auto& e : endpoints)
+      if (!limits.allow_address || limits.allow_address(e.endpoint().address())) allowed.push_back(e.endpoint());
+    if (allowed.empty()) {
+      res.error = "refused: " + ep.host + " resolves only to addresses this request may not reach";
+      conn->plain.reset();
+      conn->tls.reset();
+      co_return a;
+    }
     auto& tcp_layer = conn->tcp();
     tcp_layer.expires_at(deadline);
-    auto [cec, peer] = co_await tcp_layer.async_connect(endpoints, use_nothrow);
+    auto [cec, peer] = co_await tcp_layer.async_connect(allowed, use_nothrow);
     if (cec) {
       res.error = cec == beast::error::timeout
                       ? "connecting to " + where + " timed out after " + ms(limits.connect_timeout)
@@ -541,9 +551,16 @@ asio::awaitable<OutboundResponse> HttpClient::send(OutboundRequest request) {
   req->prepare_payload();
   req->keep_alive(true);
 
-  const ExchangeLimits limits{request.connect_timeout, request.timeout, self->options.max_response_bytes};
+  const ExchangeLimits limits{request.connect_timeout, request.timeout, self->options.max_response_bytes,
+                              request.allow_address};
   for (int attempt = 0;; ++attempt) {
     std::shared_ptr<Connection> conn = attempt == 0 ? self->take_idle(ep->pool_key) : nullptr;
+    if (conn && limits.allow_address) {
+      // Pooled by host name: the connection may have been opened for a caller without the guard.
+      error_code pec;
+      const auto peer = conn->tcp().socket().remote_endpoint(pec);
+      if (pec || !limits.allow_address(peer.address())) conn.reset();
+    }
     const bool reused = conn != nullptr;
     if (!conn) conn = std::make_shared<Connection>(self->ex);
     auto [failure, a] = co_await asio::co_spawn(conn->strand, Impl::exchange(self, conn, req, *ep, reused, limits),

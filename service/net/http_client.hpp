@@ -8,8 +8,10 @@
 #include "service/http/types.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/ip/address.hpp>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -26,6 +28,9 @@ struct OutboundRequest {
   std::string body;
   std::chrono::milliseconds connect_timeout{5000};
   std::chrono::milliseconds timeout{15000};  // from the first byte written to the last byte read
+  // When set, only resolved addresses it accepts are connected to (and a pooled connection only
+  // reused when its peer passes): the SSRF guard of merchant webhooks. None left: not_sent.
+  std::function<bool(const asio::ip::address&)> allow_address;
 };
 
 enum class SendOutcome {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace paymux::store {
@@ -59,6 +60,78 @@ struct EventRecord {
   std::string object_id;  // the payment or refund
   std::string payload_json;  // the whole event object as served by the API
   std::int64_t created_at = 0;
+};
+
+// Merchant webhooks. Every event gets a delivery row in its own transaction: `pending` when its
+// merchant has a webhook endpoint, else `skipped`. A pending row is claimed with a lease, sent,
+// and its result recorded with the attempt.
+enum class DeliveryState { pending, delivered, failed, disabled, skipped };
+inline std::string_view to_string(DeliveryState s) {
+  switch (s) {
+    case DeliveryState::pending: return "pending";
+    case DeliveryState::delivered: return "delivered";
+    case DeliveryState::failed: return "failed";
+    case DeliveryState::disabled: return "disabled";
+    case DeliveryState::skipped: return "skipped";
+  }
+  return "pending";
+}
+inline std::optional<DeliveryState> delivery_state_from(std::string_view s) {
+  for (auto st : {DeliveryState::pending, DeliveryState::delivered, DeliveryState::failed, DeliveryState::disabled,
+                  DeliveryState::skipped})
+    if (to_string(st) == s) return st;
+  return std::nullopt;
+}
+
+struct DeliveryRecord {
+  std::string event_id;
+  std::string merchant;
+  std::string order_key;  // the payment whose events keep their order
+  DeliveryState state = DeliveryState::pending;
+  int attempts = 0;
+  int failures = 0;  // since last queued: the position in the retry schedule
+  std::int64_t generation = 0;
+  std::int64_t next_attempt_at = 0;  // epoch ms
+  std::int64_t lease_until = 0;
+  unsigned last_status = 0;
+  std::string last_error;
+  std::int64_t created_at = 0;
+  std::int64_t updated_at = 0;
+};
+
+// A claimed delivery: the row (leased) and the event body to send.
+struct ClaimedDelivery {
+  DeliveryRecord delivery;
+  std::string payload_json;
+};
+
+struct DeliveryAttemptRecord {
+  std::string event_id;
+  std::int64_t attempted_at = 0;  // epoch ms
+  unsigned http_status = 0;       // 0: no HTTP answer
+  std::int64_t latency_ms = 0;
+  std::string error;
+  std::string outcome;  // delivered | retry | failed | disabled
+};
+
+// What one attempt decided. The row changes only when its generation is still the claimed one
+// (a redelivery requested meanwhile wins); the attempt is recorded either way.
+struct DeliveryResult {
+  DeliveryAttemptRecord attempt;
+  std::int64_t generation = 0;
+  DeliveryState state = DeliveryState::pending;
+  int failures = 0;
+  std::int64_t next_attempt_at = 0;
+  bool disable_endpoint = false;  // 410 Gone
+  std::string merchant;
+};
+
+struct WebhookEndpointRecord {
+  std::string merchant;
+  std::string url;
+  std::int64_t disabled_at = 0;  // 0: enabled
+  std::string disabled_reason;
+  std::int64_t updated_at = 0;
 };
 
 enum class IdempotencyState { in_progress, completed };

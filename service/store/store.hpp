@@ -97,6 +97,29 @@ class Store {
   // Keys left in progress by a process that died: returned so that start-up can settle them.
   virtual asio::awaitable<std::vector<IdempotencyRecord>> in_progress_idempotency() = 0;
 
+  // Merchant webhooks (the outbox). At start-up the configured endpoints are written: a merchant
+  // whose URL changed is enabled again (its `disabled` rows pending again), a merchant without a
+  // URL any more has its pending rows skipped.
+  virtual asio::awaitable<std::vector<WebhookEndpointRecord>> sync_webhook_endpoints(
+      std::vector<WebhookEndpointRecord> configured, std::int64_t now) = 0;
+  virtual asio::awaitable<std::optional<WebhookEndpointRecord>> get_webhook_endpoint(std::string merchant) = 0;
+  // Enables a disabled endpoint and queues its `disabled` rows again; false when none is configured.
+  virtual asio::awaitable<bool> enable_webhook_endpoint(std::string merchant, std::int64_t now) = 0;
+  // Leases up to `limit` due pending rows of the merchant until `lease_until`, oldest due first,
+  // skipping rows whose payment has an earlier pending row. Nothing while its endpoint is disabled.
+  virtual asio::awaitable<std::vector<ClaimedDelivery>> claim_deliveries(std::string merchant, std::int64_t now,
+                                                                          int limit, std::int64_t lease_until) = 0;
+  // Records each attempt and applies its result (releasing the lease), all in one write.
+  virtual asio::awaitable<void> record_deliveries(std::vector<DeliveryResult> results) = 0;
+  virtual asio::awaitable<std::optional<DeliveryRecord>> get_delivery(std::string event_id) = 0;
+  // Oldest first, at most `limit`.
+  virtual asio::awaitable<std::vector<DeliveryAttemptRecord>> list_delivery_attempts(std::string event_id,
+                                                                                      int limit) = 0;
+  // Queues the event's delivery again, due now, with a fresh retry schedule (a new generation: a
+  // result of an attempt in flight does not undo it). An event without a delivery row gets one.
+  // false when there is no such event.
+  virtual asio::awaitable<bool> redeliver(std::string event_id, std::int64_t now) = 0;
+
   // Inbound notifications (audit and de-duplication)
   virtual asio::awaitable<void> record_notification(NotificationRecord n) = 0;
 };

@@ -225,7 +225,13 @@ merchants:
         if not self.paymux:
             return None
         self.paymux.send_signal(sig)
-        rc = self.paymux.wait(timeout=20)
+        try:
+            rc = self.paymux.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.paymux.kill()
+            self.paymux.wait(timeout=10)
+            self.paymux = None
+            raise AssertionError(f"paymux did not exit within 20 s of signal {sig}")
         self.paymux = None
         if expect_clean and sig == signal.SIGTERM:
             assert rc == 0, f"paymux exited with {rc} after SIGTERM"
@@ -233,15 +239,18 @@ merchants:
 
     def stop(self):
         rc = None
-        if self.paymux:
-            rc = self.stop_paymux()
-        if self.sandbox:
-            self.sandbox.send_signal(signal.SIGTERM)
-            try:
-                self.sandbox.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.sandbox.kill()
-            self.sandbox = None
+        try:
+            if self.paymux:
+                rc = self.stop_paymux()
+        finally:
+            if self.sandbox:
+                self.sandbox.send_signal(signal.SIGTERM)
+                try:
+                    self.sandbox.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self.sandbox.kill()
+                    self.sandbox.wait(timeout=10)
+                self.sandbox = None
         return rc
 
     def remove_files(self):

@@ -223,6 +223,10 @@ class HttpBasicsTest(StackTestCase):
         self.assertNotIn(theirs, [p["id"] for p in listed])
         events = self.stack.events(object_id=theirs)
         self.assertEqual(events, [])
+        their_events = self.stack.api("GET", f"/v1/events?object_id={theirs}", key=OTHER_API_KEY).json()["data"]
+        self.assertEqual([e["type"] for e in their_events], ["payment.requires_action"])
+        r = self.stack.api("GET", f"/v1/events/{their_events[0]['id']}")
+        self.assertError(r, 404, code="resource_missing")
 
     # --- connection handling ---------------------------------------------------------------------
     def test_slow_headers_are_cut_off_after_header_timeout(self):

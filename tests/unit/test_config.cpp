@@ -577,7 +577,8 @@ TEST_CASE("webhook secrets must be whsec_ and base64", "[config]") {
              StartsWith("merchants[0].webhook.secrets: set either secret or secrets"));
 
   const Config rotated = load_config_string(
-      with_secret("{url: \"http://127.0.0.1:7000/hook\", secrets: [\"" + kWebhookSecret + "\", \"whsec_dGVzdA==\"]}"));
+      with_secret("{url: \"http://127.0.0.1:7000/hook\", allow_private: true, secrets: [\"" + kWebhookSecret +
+                  "\", \"whsec_dGVzdA==\"]}"));
   REQUIRE(rotated.merchants[0].webhook.secrets.size() == 2);
   CHECK(rotated.merchants[0].webhook.secrets[0].reveal() == kWebhookSecret);
   CHECK(rotated.merchants[0].webhook.secrets[1].reveal() == "whsec_dGVzdA==");
@@ -620,4 +621,65 @@ TEST_CASE("sqlite_path is the path after sqlite://", "[config]") {
 TEST_CASE("a missing config file is a ConfigError naming the file", "[config]") {
   CHECK_THROWS_WITH(load_config_file("/nonexistent/paymux.yaml"),
                     StartsWith("/nonexistent/paymux.yaml: cannot read config file"));
+}
+
+TEST_CASE("webhook timeout_ms and retry_schedule_seconds", "[config][webhooks]") {
+  auto merchant = [](const std::string& extra) {
+    return "merchants: [{id: acme, api_keys: [k1], webhook: {url: \"https://shop.example/hook\", secret: \"" +
+           kWebhookSecret + "\"" + extra + "}}]\n";
+  };
+  const Config defaults = load_config_string(merchant(""));
+  const auto& d = defaults.merchants[0].webhook;
+  CHECK(d.timeout == std::chrono::milliseconds(15000));
+  CHECK(d.retry_schedule == default_webhook_retry_schedule());
+  CHECK(defaults.webhooks.max_in_flight == 256);
+  CHECK(defaults.webhooks.max_in_flight_per_merchant == 64);
+
+  const Config custom = load_config_string(merchant(", timeout_ms: 2500, retry_schedule_seconds: [1, 2, 60]"));
+  const auto& c = custom.merchants[0].webhook;
+  CHECK(c.timeout == std::chrono::milliseconds(2500));
+  REQUIRE(c.retry_schedule.size() == 3);
+  CHECK(c.retry_schedule[2] == std::chrono::seconds(60));
+
+  CHECK_THAT(error_of(merchant(", timeout_ms: 0")), StartsWith("merchants[0].webhook.timeout_ms: expected a positive"));
+  CHECK_THAT(error_of(merchant(", timeout_ms: soon")), StartsWith("merchants[0].webhook.timeout_ms: "));
+  CHECK_THAT(error_of(merchant(", retry_schedule_seconds: []")),
+             StartsWith("merchants[0].webhook.retry_schedule_seconds: expected at least one"));
+  CHECK_THAT(error_of(merchant(", retry_schedule_seconds: 5")),
+             StartsWith("merchants[0].webhook.retry_schedule_seconds: expected a list"));
+  CHECK_THAT(error_of(merchant(", retry_schedule_seconds: [5, 0]")),
+             StartsWith("merchants[0].webhook.retry_schedule_seconds[1]: expected a positive"));
+  CHECK_THAT(error_of(merchant(", retry_schedule_seconds: [5, 999999999]")),
+             StartsWith("merchants[0].webhook.retry_schedule_seconds[1]: must be at most"));
+  CHECK_THAT(error_of(merchant(", retries: [5]")), StartsWith("merchants[0].webhook.retries: unknown key"));
+}
+
+TEST_CASE("the webhooks sender section", "[config][webhooks]") {
+  const Config cfg = load_config_string(
+      "webhooks: {max_in_flight: 32, max_in_flight_per_merchant: 8, batch: 16, poll_ms: 50}\n");
+  CHECK(cfg.webhooks.max_in_flight == 32);
+  CHECK(cfg.webhooks.max_in_flight_per_merchant == 8);
+  CHECK(cfg.webhooks.batch == 16);
+  CHECK(cfg.webhooks.poll == std::chrono::milliseconds(50));
+  CHECK_THAT(error_of("webhooks: {max_in_flight: 8, max_in_flight_per_merchant: 9}\n"),
+             StartsWith("webhooks.max_in_flight_per_merchant: more than max_in_flight"));
+  CHECK_THAT(error_of("webhooks: {concurrency: 8}\n"), StartsWith("webhooks.concurrency: unknown key"));
+}
+
+TEST_CASE("webhook URLs to loopback, private or link-local addresses need allow_private", "[config][webhooks]") {
+  auto with_url = [](const std::string& url, const std::string& extra = "") {
+    return "merchants: [{id: acme, api_keys: [k1], webhook: {url: \"" + url + "\", secret: \"" + kWebhookSecret +
+           "\"" + extra + "}}]\n";
+  };
+  for (const char* url : {"http://127.0.0.1:9000/hook", "https://10.0.0.5/hook", "http://169.254.169.254/latest",
+                          "https://[::1]:8443/hook", "http://localhost:8080/hook", "https://192.168.1.20",
+                          "http://[::ffff:127.0.0.1]/x", "http://0.0.0.0/"}) {
+    INFO(url);
+    const std::string msg = error_of(with_url(url));
+    CHECK_THAT(msg, StartsWith("merchants[0].webhook.url: a loopback, private or link-local address is refused"));
+    CHECK_NOTHROW(load_config_string(with_url(url, ", allow_private: true")));
+  }
+  // Public addresses and names are accepted here (names are checked again after each resolution).
+  CHECK_NOTHROW(load_config_string(with_url("https://93.184.216.34/hook")));
+  CHECK_NOTHROW(load_config_string(with_url("https://shop.example/hook")));
 }

@@ -10,7 +10,7 @@ struct Migration {
   const char* sql;
 };
 
-inline constexpr std::array<Migration, 2> kMigrations{{
+inline constexpr std::array<Migration, 3> kMigrations{{
     {1, R"sql(
 CREATE TABLE payments (
   seq INTEGER PRIMARY KEY,
@@ -105,6 +105,48 @@ ALTER TABLE payments ADD COLUMN next_check_at INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE payments ADD COLUMN check_count INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX payments_due ON payments (next_check_at)
   WHERE status IN ('created', 'requires_action', 'processing');
+)sql"},
+    {3, R"sql(
+-- Merchant webhooks: an outbox row per event, written in the event's transaction, and every
+-- delivery attempt. Events stored before this migration are not delivered.
+CREATE TABLE webhook_endpoints (
+  merchant TEXT PRIMARY KEY,
+  url TEXT NOT NULL,
+  disabled_at INTEGER NOT NULL DEFAULT 0,    -- 0: enabled; else when a 410 Gone disabled it
+  disabled_reason TEXT NOT NULL DEFAULT '',
+  updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE webhook_deliveries (
+  seq INTEGER PRIMARY KEY,
+  event_id TEXT NOT NULL UNIQUE REFERENCES events (id),
+  merchant TEXT NOT NULL,
+  order_key TEXT NOT NULL,                  -- the payment: its events are sent one after the other
+  state TEXT NOT NULL,                      -- pending | delivered | failed | disabled | skipped
+  attempts INTEGER NOT NULL DEFAULT 0,      -- every attempt ever made
+  failures INTEGER NOT NULL DEFAULT 0,      -- failed attempts since last queued: the retry schedule position
+  generation INTEGER NOT NULL DEFAULT 0,    -- bumped by a redelivery, so a late result cannot undo it
+  next_attempt_at INTEGER NOT NULL,
+  lease_until INTEGER NOT NULL DEFAULT 0,   -- claimed by a sender until then
+  last_status INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT NOT NULL DEFAULT '',
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (merchant, next_attempt_at) WHERE state = 'pending';
+CREATE INDEX webhook_deliveries_order ON webhook_deliveries (order_key, seq) WHERE state = 'pending';
+CREATE INDEX webhook_deliveries_disabled ON webhook_deliveries (merchant) WHERE state = 'disabled';
+
+CREATE TABLE webhook_attempts (
+  seq INTEGER PRIMARY KEY,
+  event_id TEXT NOT NULL,
+  attempted_at INTEGER NOT NULL,
+  http_status INTEGER NOT NULL DEFAULT 0,   -- 0: no HTTP answer
+  latency_ms INTEGER NOT NULL DEFAULT 0,
+  error TEXT NOT NULL DEFAULT '',
+  outcome TEXT NOT NULL                     -- delivered | retry | failed | disabled
+);
+CREATE INDEX webhook_attempts_event ON webhook_attempts (event_id, seq);
 )sql"},
 }};
 

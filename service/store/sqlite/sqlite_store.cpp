@@ -122,6 +122,33 @@ EventRecord read_event(const Stmt& s) {
   return {s.text(0), s.text(1), s.text(2), s.text(3), s.text(4), s.int64(5)};
 }
 
+const char* kDeliveryColumnsD =
+    "d.event_id, d.merchant, d.order_key, d.state, d.attempts, d.failures, d.generation, d.next_attempt_at, "
+    "d.lease_until, d.last_status, d.last_error, d.created_at, d.updated_at";
+constexpr int kDeliveryColumnCount = 13;
+
+DeliveryRecord read_delivery(const Stmt& s) {
+  DeliveryRecord d;
+  d.event_id = s.text(0);
+  d.merchant = s.text(1);
+  d.order_key = s.text(2);
+  d.state = delivery_state_from(s.text(3)).value_or(DeliveryState::pending);
+  d.attempts = static_cast<int>(s.int64(4));
+  d.failures = static_cast<int>(s.int64(5));
+  d.generation = s.int64(6);
+  d.next_attempt_at = s.int64(7);
+  d.lease_until = s.int64(8);
+  d.last_status = static_cast<unsigned>(s.int64(9));
+  d.last_error = s.text(10);
+  d.created_at = s.int64(11);
+  d.updated_at = s.int64(12);
+  return d;
+}
+
+WebhookEndpointRecord read_endpoint(const Stmt& s) {
+  return {s.text(0), s.text(1), s.int64(2), s.text(3), s.int64(4)};
+}
+
 IdempotencyRecord read_idempotency(const Stmt& s) {
   IdempotencyRecord r;
   r.merchant = s.text(0);
@@ -254,7 +281,7 @@ class SqliteStore final : public Store {
           db.exec("ROLLBACK TO change; RELEASE change");
           return false;
         }
-        for (const auto& e : c.events) insert_event(db, e);
+        for (const auto& e : c.events) insert_event(db, e, p.id);
         if (c.refund) upsert_refund(db, *c.refund);
         if (c.idempotency_done) update_idempotency(db, *c.idempotency_done);
         if (c.notification) insert_notification(db, *c.notification);
@@ -452,6 +479,233 @@ class SqliteStore final : public Store {
     });
   }
 
+  // --- merchant webhooks -----------------------------------------------------------------
+
+  asio::awaitable<std::vector<WebhookEndpointRecord>> sync_webhook_endpoints(std::vector<WebhookEndpointRecord> configured,
+                                                                             std::int64_t now) override {
+    return write<std::vector<WebhookEndpointRecord>>([configured = std::move(configured), now](Db& db) {
+      db.exec("SAVEPOINT sync_endpoints");
+      try {
+        db.exec("CREATE TEMP TABLE IF NOT EXISTS configured_endpoints (merchant TEXT PRIMARY KEY)");
+        db.exec("DELETE FROM temp.configured_endpoints");
+        for (const auto& c : configured) {
+          SQL t = "INSERT OR IGNORE INTO temp.configured_endpoints (merchant) VALUES (?1)";
+          auto s = db.prepare(t);
+          s.bind(1, c.merchant);
+          s.exec();
+          // A new URL is a new endpoint: enabled, and what a 410 held back is queued again.
+          SQL r =
+              "UPDATE webhook_deliveries SET state = 'pending', failures = 0, next_attempt_at = ?2, updated_at = ?2 "
+              "WHERE merchant = ?1 AND state = 'disabled' AND EXISTS (SELECT 1 FROM webhook_endpoints "
+              "WHERE merchant = ?1 AND url != ?3)";
+          auto rs = db.prepare(r);
+          rs.bind(1, c.merchant).bind(2, now).bind(3, c.url);
+          rs.exec();
+          SQL u =
+              "INSERT INTO webhook_endpoints (merchant, url, disabled_at, disabled_reason, updated_at) "
+              "VALUES (?1, ?2, 0, '', ?3) ON CONFLICT (merchant) DO UPDATE SET url = excluded.url, "
+              "disabled_at = CASE WHEN url = excluded.url THEN disabled_at ELSE 0 END, "
+              "disabled_reason = CASE WHEN url = excluded.url THEN disabled_reason ELSE '' END, "
+              "updated_at = CASE WHEN url = excluded.url THEN updated_at ELSE excluded.updated_at END";
+          auto us = db.prepare(u);
+          us.bind(1, c.merchant).bind(2, c.url).bind(3, now);
+          us.exec();
+        }
+        // Two statements, so that each walks its partial index rather than the whole table.
+        db.exec(
+            "UPDATE webhook_deliveries SET state = 'skipped', lease_until = 0 WHERE state = 'pending' "
+            "AND merchant NOT IN (SELECT merchant FROM temp.configured_endpoints)");
+        db.exec(
+            "UPDATE webhook_deliveries SET state = 'skipped', lease_until = 0 WHERE state = 'disabled' "
+            "AND merchant NOT IN (SELECT merchant FROM temp.configured_endpoints)");
+        db.exec("DELETE FROM webhook_endpoints WHERE merchant NOT IN (SELECT merchant FROM temp.configured_endpoints)");
+        db.exec("DELETE FROM temp.configured_endpoints");
+        std::vector<WebhookEndpointRecord> out;
+        SQL q = "SELECT merchant, url, disabled_at, disabled_reason, updated_at FROM webhook_endpoints ORDER BY merchant";
+        auto s = db.prepare(q);
+        while (s.step()) out.push_back(read_endpoint(s));
+        db.exec("RELEASE sync_endpoints");
+        return out;
+      } catch (...) {
+        db.exec("ROLLBACK TO sync_endpoints; RELEASE sync_endpoints");
+        throw;
+      }
+    });
+  }
+
+  asio::awaitable<std::optional<WebhookEndpointRecord>> get_webhook_endpoint(std::string merchant) override {
+    return read<std::optional<WebhookEndpointRecord>>(
+        [merchant = std::move(merchant)](Db& db) -> std::optional<WebhookEndpointRecord> {
+          SQL q = "SELECT merchant, url, disabled_at, disabled_reason, updated_at FROM webhook_endpoints WHERE merchant = ?1";
+          auto s = db.prepare(q);
+          s.bind(1, merchant);
+          if (!s.step()) return std::nullopt;
+          return read_endpoint(s);
+        });
+  }
+
+  asio::awaitable<bool> enable_webhook_endpoint(std::string merchant, std::int64_t now) override {
+    return write<bool>([merchant = std::move(merchant), now](Db& db) {
+      SQL u =
+          "UPDATE webhook_endpoints SET disabled_at = 0, disabled_reason = '', updated_at = ?2 WHERE merchant = ?1";
+      {
+        auto s = db.prepare(u);
+        s.bind(1, merchant).bind(2, now);
+        s.exec();
+      }
+      if (db.changes() == 0) return false;
+      SQL r =
+          "UPDATE webhook_deliveries SET state = 'pending', failures = 0, next_attempt_at = ?2, updated_at = ?2 "
+          "WHERE merchant = ?1 AND state = 'disabled'";
+      auto s = db.prepare(r);
+      s.bind(1, merchant).bind(2, now);
+      s.exec();
+      return true;
+    });
+  }
+
+  asio::awaitable<std::vector<ClaimedDelivery>> claim_deliveries(std::string merchant, std::int64_t now, int limit,
+                                                                 std::int64_t lease_until) override {
+    return write<std::vector<ClaimedDelivery>>([merchant = std::move(merchant), now, limit, lease_until](Db& db) {
+      std::vector<ClaimedDelivery> out;
+      {
+        SQL e = "SELECT disabled_at FROM webhook_endpoints WHERE merchant = ?1";
+        auto s = db.prepare(e);
+        s.bind(1, merchant);
+        if (!s.step() || s.int64(0) != 0) return out;
+      }
+      static const std::string sql =
+          std::string("SELECT ") + kDeliveryColumnsD +
+          ", e.payload FROM webhook_deliveries d JOIN events e ON e.id = d.event_id "
+          "WHERE d.merchant = ?1 AND d.state = 'pending' AND d.next_attempt_at <= ?2 AND d.lease_until <= ?2 "
+          "AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.order_key = d.order_key "
+          "AND p.state = 'pending' AND p.seq < d.seq) "
+          "ORDER BY d.next_attempt_at, d.seq LIMIT ?3";
+      {
+        auto s = db.prepare(sql.c_str());
+        s.bind(1, merchant).bind(2, now).bind(3, limit);
+        while (s.step()) {
+          ClaimedDelivery c;
+          c.delivery = read_delivery(s);
+          c.payload_json = s.text(kDeliveryColumnCount);
+          c.delivery.lease_until = lease_until;
+          out.push_back(std::move(c));
+        }
+      }
+      SQL u = "UPDATE webhook_deliveries SET lease_until = ?2 WHERE event_id = ?1";
+      for (const auto& c : out) {
+        auto s = db.prepare(u);
+        s.bind(1, c.delivery.event_id).bind(2, lease_until);
+        s.exec();
+      }
+      return out;
+    });
+  }
+
+  asio::awaitable<void> record_deliveries(std::vector<DeliveryResult> results) override {
+    return discard(write<Unit>([results = std::move(results)](Db& db) {
+      db.exec("SAVEPOINT record_deliveries");
+      try {
+        for (const auto& r : results) record_delivery(db, r);
+        db.exec("RELEASE record_deliveries");
+      } catch (...) {
+        db.exec("ROLLBACK TO record_deliveries; RELEASE record_deliveries");
+        throw;
+      }
+      return Unit{};
+    }));
+  }
+
+  static void record_delivery(Db& db, const DeliveryResult& r) {
+    {
+      const auto& a = r.attempt;
+      SQL i =
+          "INSERT INTO webhook_attempts (event_id, attempted_at, http_status, latency_ms, error, outcome) "
+          "VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+      {
+        auto s = db.prepare(i);
+        s.bind(1, a.event_id).bind(2, a.attempted_at).bind(3, a.http_status).bind(4, a.latency_ms);
+        s.bind(5, a.error).bind(6, a.outcome);
+        s.exec();
+      }
+      SQL u =
+          "UPDATE webhook_deliveries SET state = ?3, attempts = attempts + 1, failures = ?4, next_attempt_at = ?5, "
+          "lease_until = 0, last_status = ?6, last_error = ?7, updated_at = ?8 "
+          "WHERE event_id = ?1 AND generation = ?2 AND state = 'pending'";
+      {
+        auto s = db.prepare(u);
+        s.bind(1, a.event_id).bind(2, r.generation).bind(3, to_string(r.state)).bind(4, r.failures);
+        s.bind(5, r.next_attempt_at).bind(6, a.http_status).bind(7, a.error).bind(8, a.attempted_at);
+        s.exec();
+      }
+      if (db.changes() == 0) {
+        // Queued again (redelivery) or settled meanwhile: keep that, count the attempt.
+        SQL k =
+            "UPDATE webhook_deliveries SET attempts = attempts + 1, lease_until = 0, last_status = ?2, "
+            "last_error = ?3, updated_at = ?4 WHERE event_id = ?1";
+        auto s = db.prepare(k);
+        s.bind(1, a.event_id).bind(2, a.http_status).bind(3, a.error).bind(4, a.attempted_at);
+        s.exec();
+      }
+      if (r.disable_endpoint) {
+        SQL d =
+            "UPDATE webhook_endpoints SET disabled_at = ?2, disabled_reason = ?3, updated_at = ?2 "
+            "WHERE merchant = ?1 AND disabled_at = 0";
+        auto s = db.prepare(d);
+        s.bind(1, r.merchant).bind(2, a.attempted_at).bind(3, "410 Gone from the endpoint (event " + a.event_id + ")");
+        s.exec();
+      }
+    }
+  }
+
+  asio::awaitable<std::optional<DeliveryRecord>> get_delivery(std::string event_id) override {
+    return read<std::optional<DeliveryRecord>>([id = std::move(event_id)](Db& db) -> std::optional<DeliveryRecord> {
+      static const std::string sql =
+          std::string("SELECT ") + kDeliveryColumnsD + " FROM webhook_deliveries d WHERE d.event_id = ?1";
+      auto s = db.prepare(sql.c_str());
+      s.bind(1, id);
+      if (!s.step()) return std::nullopt;
+      return read_delivery(s);
+    });
+  }
+
+  asio::awaitable<std::vector<DeliveryAttemptRecord>> list_delivery_attempts(std::string event_id, int limit) override {
+    return read<std::vector<DeliveryAttemptRecord>>([id = std::move(event_id), limit](Db& db) {
+      SQL q =
+          "SELECT event_id, attempted_at, http_status, latency_ms, error, outcome FROM webhook_attempts "
+          "WHERE event_id = ?1 ORDER BY seq LIMIT ?2";
+      auto s = db.prepare(q);
+      s.bind(1, id).bind(2, limit);
+      std::vector<DeliveryAttemptRecord> out;
+      while (s.step()) {
+        DeliveryAttemptRecord a;
+        a.event_id = s.text(0);
+        a.attempted_at = s.int64(1);
+        a.http_status = static_cast<unsigned>(s.int64(2));
+        a.latency_ms = s.int64(3);
+        a.error = s.text(4);
+        a.outcome = s.text(5);
+        out.push_back(std::move(a));
+      }
+      return out;
+    });
+  }
+
+  asio::awaitable<bool> redeliver(std::string event_id, std::int64_t now) override {
+    return write<bool>([id = std::move(event_id), now](Db& db) {
+      // An event without a row (written before migration 3, or while its merchant had no URL) gets one.
+      SQL u =
+          "INSERT INTO webhook_deliveries (event_id, merchant, order_key, state, next_attempt_at, created_at, "
+          "updated_at) SELECT id, merchant, object_id, 'pending', ?2, ?2, ?2 FROM events WHERE id = ?1 "
+          "ON CONFLICT (event_id) DO UPDATE SET state = 'pending', failures = 0, generation = generation + 1, "
+          "next_attempt_at = excluded.next_attempt_at, updated_at = excluded.updated_at";
+      auto s = db.prepare(u);
+      s.bind(1, id).bind(2, now);
+      s.exec();
+      return db.changes() > 0;
+    });
+  }
+
   asio::awaitable<void> record_notification(NotificationRecord n) override {
     return discard(write<Unit>([n = std::move(n)](Db& db) {
       insert_notification(db, n);
@@ -484,11 +738,22 @@ class SqliteStore final : public Store {
     return read_payment(s);
   }
 
-  static void insert_event(Db& db, const EventRecord& e) {
+  // The event and its webhook delivery row, in the caller's transaction. order_key is the payment
+  // the change belongs to (a refund's events keep their order with the payment's).
+  static void insert_event(Db& db, const EventRecord& e, const std::string& order_key) {
     SQL i = "INSERT INTO events (id, merchant, type, object_id, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
-    auto s = db.prepare(i);
-    s.bind(1, e.id).bind(2, e.merchant).bind(3, e.type).bind(4, e.object_id).bind(5, e.payload_json);
-    s.bind(6, e.created_at);
+    {
+      auto s = db.prepare(i);
+      s.bind(1, e.id).bind(2, e.merchant).bind(3, e.type).bind(4, e.object_id).bind(5, e.payload_json);
+      s.bind(6, e.created_at);
+      s.exec();
+    }
+    SQL d =
+        "INSERT INTO webhook_deliveries (event_id, merchant, order_key, state, next_attempt_at, created_at, updated_at) "
+        "SELECT ?1, ?2, ?3, CASE WHEN EXISTS (SELECT 1 FROM webhook_endpoints WHERE merchant = ?2) "
+        "THEN 'pending' ELSE 'skipped' END, ?4, ?4, ?4";
+    auto s = db.prepare(d);
+    s.bind(1, e.id).bind(2, e.merchant).bind(3, order_key.empty() ? e.object_id : order_key).bind(4, e.created_at);
     s.exec();
   }
 
