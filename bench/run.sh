@@ -49,7 +49,7 @@ for tool in wrk python3 curl; do command -v "$tool" >/dev/null || die "$tool is 
 if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
   cmake --preset release >/dev/null
   built=0
-  for attempt in 1 2 3 4 5; do
+  for attempt in 1 2 3; do
     # -j2: the machine has two cores (and another build may be running).
     if cmake --build --preset release -j 2 --target paymux paymux-sandbox trivial-server; then
       built=1
@@ -335,7 +335,7 @@ CEIL_RATIO=$(ratio "$P_CEIL" "$T_CEIL")
     paymux "$P_RPS" "$(ms "$(field "$GP" p50_us)")" "$(ms "$(field "$GP" p99_us)")" "$P_US" \
       "$(us_per_req "$GP" wrk)" "$P_CEIL" "$(other_load "$GP")"
   echo "  ratio paymux / trivial-server, req/s: $GET_RATIO   (target >= $TARGET_GET_RATIO: $get_ok)"
-  echo "  ratio of the ceilings: $CEIL_RATIO   (the same comparison from CPU cost per request, less sensitive to noise)"
+  echo "  ratio of the ceilings: $CEIL_RATIO   (the same comparison from CPU cost per request: see bench/README.md)"
   echo "  (server/wrk us: CPU microseconds per request; ceiling: req/s $NCPU dedicated cores would allow at that"
   echo "   CPU cost, wrk included; other load: CPU taken during the run by other processes on the machine)"
   echo
