@@ -78,6 +78,8 @@ struct PaymentResult {
   std::string provider_status;  // the gateway's own status word, for logs and failure
   std::string error;            // why the outcome is unknown
   std::int64_t expires_at = 0;  // epoch ms when the gateway's order lapses; kept when the payment has none
+  // Gateway facts to keep on the payment as the gateway stated them (merged into provider_data).
+  std::optional<boost::json::object> provider_data;
 };
 
 struct RefundResult {

@@ -235,6 +235,11 @@ PaymentResult CashypayProvider::read_order(std::string_view body, bool from_quer
   r.provider_status = status;
   r.provider_payment_id = get("orderNo");
   if (mapping.status == PaymentStatus::failed) r.failure = Failure{"FAIL", "CashyPay reported the payment failed.", status};
+  // The fee (4 decimals, finer than the currency's minor unit) is kept as CashyPay's own text.
+  bj::object data;
+  if (auto fee = get("fee"); !fee.empty() && fee != "null") data["fee"] = fee;
+  if (auto t = get("completionTime"); !t.empty() && t != "null") data["completion_time"] = t;
+  if (!data.empty()) r.provider_data = std::move(data);
   (void)from_query;
   return r;
 }

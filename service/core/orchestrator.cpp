@@ -118,6 +118,16 @@ bool Orchestrator::absorb(PaymentRecord& p, const providers::PaymentResult& r) {
     p.provider_payment_id = r.provider_payment_id;
     changed = true;
   }
+  if (r.provider_data && !r.provider_data->empty()) {
+    auto data = json::parse_stored(p.provider_data_json);
+    if (!data.is_object()) data = boost::json::object();
+    for (const auto& kv : *r.provider_data) data.get_object()[kv.key()] = kv.value();
+    auto text = ser(data);
+    if (text != p.provider_data_json) {
+      p.provider_data_json = std::move(text);
+      changed = true;
+    }
+  }
   if (r.expires_at && !p.expires_at && is_pending(p.status)) {
     p.expires_at = r.expires_at;
     changed = true;

@@ -32,6 +32,8 @@ boost::json::object payment_json(const store::PaymentRecord& p, const std::strin
   o["attempts"] = json::parse_stored(p.attempts_json);
   o["return_url"] = p.return_url.empty() ? boost::json::value(nullptr) : boost::json::value(p.return_url);
   o["metadata"] = json::parse_stored(p.metadata_json);
+  auto provider_data = json::parse_stored(p.provider_data_json);
+  o["provider_data"] = provider_data.is_object() ? provider_data : boost::json::object();
   o["created_at"] = rfc3339(p.created_at);
   o["updated_at"] = rfc3339(p.updated_at);
   o["expires_at"] = p.expires_at ? boost::json::value(rfc3339(p.expires_at)) : boost::json::value(nullptr);

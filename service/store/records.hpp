@@ -36,6 +36,7 @@ struct PaymentRecord {
   std::int64_t version = 0;     // bumped by every update; updates are conditional on it
   std::int64_t next_check_at = 0;  // when reconciliation next asks the gateway (pending payments)
   int check_count = 0;
+  std::string provider_data_json = "{}";  // gateway facts kept as the gateway stated them (fee, ...)
 };
 
 struct RefundRecord {

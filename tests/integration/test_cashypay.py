@@ -245,6 +245,8 @@ class CashyPayPaymentsTest(CashyPayCase):
         sent = o["notify"]["sent"][-1]
         self.assertIn('"amount":358320.00,', sent["body"])
         self.assertIn('"fee":8958.0000,', sent["body"])
+        # The fee is kept on the payment exactly as CashyPay wrote it.
+        self.assertEqual(self.payment(p["id"])["provider_data"]["fee"], "8958.0000")
         self.assertIn('"orderStatus":"SUCCESS"', sent["body"])
         self.assertEqual(sent["sign"], cp_sign(sent["body"]))
         body = json.loads(sent["body"])

@@ -468,7 +468,7 @@ class SlowMerchantTest(WebhookCase):
     @classmethod
     def make_stack(cls):
         return WebhookStack(
-            acme_webhook=webhook_yaml(cls.acme.url(), [SECRET_NEW], [30], timeout_ms=20000),
+            acme_webhook=webhook_yaml(cls.acme.url(), [SECRET_NEW], [30], timeout_ms=60000),
             other_webhook=webhook_yaml(cls.other.url(), [SECRET_OTHER], [1, 1]),
             sender="webhooks: {poll_ms: 50, max_in_flight: 96, max_in_flight_per_merchant: 32}\n")
 

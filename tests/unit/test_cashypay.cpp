@@ -72,6 +72,8 @@ TEST_CASE("cashypay notifications are verified over the raw body and keep the ex
   CHECK(n.result.status == PaymentStatus::succeeded);
   CHECK(n.provider_payment_id == "PAYDESK1");
   CHECK(n.extra_json.find("2500.0000") != std::string::npos);
+  REQUIRE(n.result.provider_data);
+  CHECK(n.result.provider_data->at("fee").as_string() == "2500.0000");  // exact text, never a double
 
   ctx.req.body() = body + " ";  // one byte more: the signature no longer matches
   CHECK(p.parse_notification(ctx).verification == Verification::bad_signature);

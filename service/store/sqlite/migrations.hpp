@@ -10,7 +10,7 @@ struct Migration {
   const char* sql;
 };
 
-inline constexpr std::array<Migration, 3> kMigrations{{
+inline constexpr std::array<Migration, 4> kMigrations{{
     {1, R"sql(
 CREATE TABLE payments (
   seq INTEGER PRIMARY KEY,
@@ -147,6 +147,11 @@ CREATE TABLE webhook_attempts (
   outcome TEXT NOT NULL                     -- delivered | retry | failed | disabled
 );
 CREATE INDEX webhook_attempts_event ON webhook_attempts (event_id, seq);
+)sql"},
+    {4, R"sql(
+-- Facts a gateway reports about a payment that are not ours to interpret (CashyPay's fee, as its
+-- own decimal text): a JSON object shown on the payment as provider_data.
+ALTER TABLE payments ADD COLUMN provider_data TEXT NOT NULL DEFAULT '{}';
 )sql"},
 }};
 

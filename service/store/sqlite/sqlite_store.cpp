@@ -66,7 +66,7 @@ class JobQueue {
 const char* kPaymentColumns =
     "id, merchant, reference, connector, provider, provider_payment_id, amount, currency, amount_refunded, "
     "status, payment_method, request, next_action, failure, risk, attempts, return_url, metadata, created_at, "
-    "updated_at, expires_at, version, next_check_at, check_count";
+    "updated_at, expires_at, version, next_check_at, check_count, provider_data";
 
 PaymentRecord read_payment(const Stmt& s) {
   PaymentRecord p;
@@ -94,6 +94,7 @@ PaymentRecord read_payment(const Stmt& s) {
   p.version = s.int64(21);
   p.next_check_at = s.int64(22);
   p.check_count = static_cast<int>(s.int64(23));
+  p.provider_data_json = s.text(24);
   return p;
 }
 
@@ -267,14 +268,14 @@ class SqliteStore final : public Store {
         SQL u =
             "UPDATE payments SET provider_payment_id = ?3, amount_refunded = ?4, status = ?5, next_action = ?6, "
             "failure = ?7, risk = ?8, attempts = ?9, updated_at = ?10, expires_at = ?11, connector = ?12, "
-            "provider = ?13, version = version + 1 WHERE id = ?1 AND version = ?2";
+            "provider = ?13, provider_data = ?14, version = version + 1 WHERE id = ?1 AND version = ?2";
         const auto& p = c.payment;
         {
           auto s = db.prepare(u);
           s.bind(1, p.id).bind(2, c.expected_version).bind(3, p.provider_payment_id).bind(4, p.amount_refunded);
           s.bind(5, to_string(p.status)).bind(6, p.next_action_json).bind(7, p.failure_json).bind(8, p.risk_json);
           s.bind(9, p.attempts_json).bind(10, p.updated_at).bind(11, p.expires_at).bind(12, p.connector);
-          s.bind(13, p.provider);
+          s.bind(13, p.provider).bind(14, p.provider_data_json);
           s.exec();
         }
         if (db.changes() == 0) {
@@ -719,7 +720,7 @@ class SqliteStore final : public Store {
   static void insert_payment(Db& db, const PaymentRecord& p) {
     static const std::string sql = std::string("INSERT INTO payments (") + kPaymentColumns +
                                    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, "
-                                   "?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)";
+                                   "?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)";
     auto s = db.prepare(sql.c_str());
     s.bind(1, p.id).bind(2, p.merchant).bind(3, p.reference).bind(4, p.connector).bind(5, p.provider);
     s.bind(6, p.provider_payment_id).bind(7, p.amount).bind(8, p.currency).bind(9, p.amount_refunded);
@@ -727,6 +728,7 @@ class SqliteStore final : public Store {
     s.bind(13, p.next_action_json).bind(14, p.failure_json).bind(15, p.risk_json).bind(16, p.attempts_json);
     s.bind(17, p.return_url).bind(18, p.metadata_json).bind(19, p.created_at).bind(20, p.updated_at);
     s.bind(21, p.expires_at).bind(22, p.version).bind(23, p.next_check_at).bind(24, p.check_count);
+    s.bind(25, p.provider_data_json);
     s.exec();
   }
 
