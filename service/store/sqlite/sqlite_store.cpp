@@ -923,13 +923,15 @@ class SqliteStore final : public Store {
 
   static asio::awaitable<void> discard(asio::awaitable<Unit> a) { co_await std::move(a); }
 
+  // Plain functions, not coroutines: GCC 12 destroys a lambda passed by value to a coroutine
+  // twice (the callers pass their job lambdas as temporaries), which freed captured strings twice.
   template <class T, class Fn>
   asio::awaitable<T> write(Fn fn) {
-    co_return co_await submit<T>(writes_, std::move(fn));
+    return submit<T>(writes_, std::move(fn));
   }
   template <class T, class Fn>
   asio::awaitable<T> read(Fn fn) {
-    co_return co_await submit<T>(reads_, std::move(fn));
+    return submit<T>(reads_, std::move(fn));
   }
 
   SqliteOptions options_;
