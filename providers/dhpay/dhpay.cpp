@@ -89,8 +89,26 @@ std::optional<http::ApiError> check_product_length(const store::PaymentRecord& p
   return std::nullopt;
 }
 
-Notification verify_callback_fields(const http::FormFields& f, const std::string& merchant_id, const Secret& secret) {
-  return read_callback(f, merchant_id, secret);
+// Both connectors receive DHpay's callback format (the nonce API's 3-D Secure result included):
+// notify as GET query parameters (a POSTed form is read the same way), the browser return as
+// query parameters on our return URL, and the same "success" acknowledgement.
+Notification callback_notification(const http::RequestContext& ctx, const std::string& merchant_id,
+                                   const Secret& secret) {
+  auto fields = http::parse_form(ctx.query.empty() ? std::string_view(ctx.req.body()) : ctx.query);
+  return read_callback(fields, merchant_id, secret);
+}
+
+Notification callback_return(const http::RequestContext& ctx, const std::string& merchant_id, const Secret& secret) {
+  auto fields = http::parse_form(ctx.query);
+  auto n = read_callback(fields, merchant_id, secret);
+  n.payment_id_hint = std::string(http::form_get(fields, "payment"));
+  return n;
+}
+
+// Anything but the exact body "success" makes DHpay send again (up to 10 sends).
+http::Response callback_ack(bool received, const http::Request& req) {
+  if (received) return http::text_response(bhttp::status::ok, "success", req);
+  return http::text_response(bhttp::status::bad_request, "fail", req);
 }
 
 }  // namespace
@@ -243,22 +261,15 @@ WireRequest DhpayProvider::build_authorize(const PaymentInput&) const { return {
 PaymentResult DhpayProvider::parse_authorize(const net::OutboundResponse&, const PaymentInput&) const { return {}; }
 
 Notification DhpayProvider::parse_notification(const http::RequestContext& ctx) const {
-  // notify_url receives GET query parameters; a POSTed form is read the same way.
-  auto fields = http::parse_form(ctx.query.empty() ? std::string_view(ctx.req.body()) : ctx.query);
-  return verify_callback_fields(fields, merchant_id_, secret_);
+  return callback_notification(ctx, merchant_id_, secret_);
 }
 
 Notification DhpayProvider::parse_return(const http::RequestContext& ctx) const {
-  auto fields = http::parse_form(ctx.query);
-  auto n = verify_callback_fields(fields, merchant_id_, secret_);
-  n.payment_id_hint = std::string(http::form_get(fields, "payment"));
-  return n;
+  return callback_return(ctx, merchant_id_, secret_);
 }
 
 http::Response DhpayProvider::acknowledge(bool received, const http::Request& req) const {
-  // Anything but the exact body "success" makes DHpay send again (up to 10 sends).
-  if (received) return http::text_response(bhttp::status::ok, "success", req);
-  return http::text_response(bhttp::status::bad_request, "fail", req);
+  return callback_ack(received, req);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -437,21 +448,15 @@ bool DhpayNonceProvider::token_rejected(const net::OutboundResponse& res) const 
 }
 
 Notification DhpayNonceProvider::parse_notification(const http::RequestContext& ctx) const {
-  // The 3-D Secure result arrives in the web cashier's callback format (document 000 -> 001).
-  auto fields = http::parse_form(ctx.query.empty() ? std::string_view(ctx.req.body()) : ctx.query);
-  return verify_callback_fields(fields, merchant_id_, secret_);
+  return callback_notification(ctx, merchant_id_, secret_);
 }
 
 Notification DhpayNonceProvider::parse_return(const http::RequestContext& ctx) const {
-  auto fields = http::parse_form(ctx.query);
-  auto n = verify_callback_fields(fields, merchant_id_, secret_);
-  n.payment_id_hint = std::string(http::form_get(fields, "payment"));
-  return n;
+  return callback_return(ctx, merchant_id_, secret_);
 }
 
 http::Response DhpayNonceProvider::acknowledge(bool received, const http::Request& req) const {
-  if (received) return http::text_response(bhttp::status::ok, "success", req);
-  return http::text_response(bhttp::status::bad_request, "fail", req);
+  return callback_ack(received, req);
 }
 
 }  // namespace paymux::providers::dhpay
