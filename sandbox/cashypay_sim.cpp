@@ -586,15 +586,17 @@ class CashyPaySimulator final : public Simulator {
     }
     if (s.status != "PAYING") {
       b += "<p role=\"status\" id=\"order-status\">This order is " + html_escape(s.status) +
-           (s.status == "SUCCESS" ? ": paid." : ": the payment failed.") + "</p>\n<p>You can close this window.</p>\n";
+           (s.status == "SUCCESS" ? ": paid." : ": the payment failed.") + "</p>\n";
+      b += o.return_url.empty() ? "<p>You can close this window.</p>\n"
+                                : "<p><a href=\"" + html_escape(o.return_url) + "\">Return to the merchant</a></p>\n";
       return html_page("CashyPay pay desk: " + s.status, b);
     }
     b += "<form method=\"post\" action=\"" + html_escape(pay_url(o)) + "\">\n";
     b += "<button type=\"submit\" name=\"action\" value=\"pay\">Pay " +
          html_escape(format_cents_short(o.amount_cents)) + " " + html_escape(o.currency) + "</button>\n";
     b += "<button type=\"submit\" name=\"action\" value=\"fail\" class=\"secondary\">Fail</button>\n</form>\n";
-    b += "<p class=\"hint\">Pay: the order becomes SUCCESS; Fail: FAIL. Either way the merchant's notifyUrl is "
-         "notified.</p>\n";
+    b += "<p class=\"hint\">Sandbox test data: Pay makes the order SUCCESS (and returns you to the merchant), "
+         "Fail makes it FAIL (declined). Either way the merchant's notifyUrl is notified.</p>\n";
     return html_page("CashyPay pay desk", b);
   }
 
@@ -662,6 +664,8 @@ class CashyPaySimulator final : public Simulator {
       co_return json_reply(status::ok,
                            json::object{{"orderNo", entry->order->order_no}, {"orderStatus", s.status}, {"notified", true}},
                            ctx.req);
+    if (s.status == "SUCCESS" && !entry->order->return_url.empty())
+      co_return http::redirect_response(status::see_other, entry->order->return_url, ctx.req);
     co_return html_response(status::ok, page_markup(*entry->order, s), ctx.req);
   }
 

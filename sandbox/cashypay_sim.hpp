@@ -5,6 +5,9 @@
 //   POST /cashypay/api/payDeskQuery        query an order by orderNo or mchOrderNo (查询收银台订单)
 //   GET  /cashypay/paydesk/{orderNo}       the pay-desk page (payUrl): "Pay" and "Fail" buttons
 //   POST /cashypay/paydesk/{orderNo}       action=pay|fail (form); add auto=1 for a JSON answer
+//                                          (otherwise a successful payment is sent on to returnUrl
+//                                          with 303, as 支付成功后会跳到商户指定页面 says; a failed one
+//                                          shows the page, with a link to returnUrl)
 //                                          {"orderNo","orderStatus","notified"} instead of HTML
 // and sends result notifications (收银台订单结果通知) to notifyUrl: POST JSON with the headers
 // MerchantId and Sign, re-sent after 1, 2, 4 ... 512 minutes (notify_retry_minutes / time_factor,

@@ -2,6 +2,7 @@
 
 #include "service/core/crypto.hpp"
 #include "service/http/errors.hpp"
+#include "service/http/html.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -691,21 +692,7 @@ std::size_t utf8_length(std::string_view s) {
   return n;
 }
 
-std::string html_escape(std::string_view s) {
-  std::string out;
-  out.reserve(s.size() + 16);
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out.push_back(c);
-    }
-  }
-  return out;
-}
+std::string html_escape(std::string_view s) { return http::escape_html(s); }
 
 std::string html_page(std::string_view title, std::string_view body_html) {
   std::string out;

@@ -60,18 +60,6 @@ std::string raw_of(const http::RequestContext& ctx) {
   return raw;
 }
 
-std::string with_query(std::string url, const std::string& params) {
-  auto hash = url.find('#');
-  std::string fragment;
-  if (hash != std::string::npos) {
-    fragment = url.substr(hash);
-    url.resize(hash);
-  }
-  url += url.find('?') == std::string::npos ? '?' : '&';
-  url += params;
-  return url + fragment;
-}
-
 }  // namespace
 
 Result idempotency_verdict(const store::IdempotencyRecord& existing, const std::string& endpoint,
@@ -684,11 +672,33 @@ asio::awaitable<http::Response> Orchestrator::handle_return(std::string connecto
   } catch (const std::exception& e) {
     spdlog::warn("return hint for {} not recorded: {}", p->id, e.what());
   }
-  const std::string params = "payment_id=" + http::url_encode(p->id) + "&status=" + std::string(to_string(p->status));
-  if (!p->return_url.empty())
-    co_return http::redirect_response(http::bhttp::status::see_other, with_query(p->return_url, params), ctx.req);
+  if (is_pending(p->status)) {
+    if (k->provider->capabilities().supports(providers::Flow::sync)) {
+      // The customer is back: ask the gateway now rather than wait for its notification.
+      if (auto wire = k->provider->build_sync(*p)) {
+        auto res = co_await exchange_.send(*k->config, providers::Flow::sync, std::move(*wire));
+        providers::PaymentResult learned;
+        learned.unknown = true;
+        if (res.outcome == net::SendOutcome::response) learned = k->provider->parse_sync(res, *p);
+        if (!learned.unknown)
+          p = co_await update_payment(p->id, [&](PaymentRecord& rec, Extras&) { return absorb(rec, learned); }, p);
+      }
+    } else if (n.verification == providers::Verification::verified && n.result.status &&
+               !is_pending(*n.result.status)) {
+      // No query API, and the gateway signed a final result: its notification is on its way
+      // (usually sent just before the browser was redirected). Wait briefly for it.
+      asio::steady_timer timer(co_await asio::this_coro::executor);
+      for (int i = 0; i < 30 && is_pending(p->status); ++i) {
+        timer.expires_after(std::chrono::milliseconds(100));
+        co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+        if (auto fresh = co_await store_.get_payment(p->id)) p = std::move(fresh);
+      }
+    }
+  }
+  const std::string location = return_location(*p);
   co_return http::redirect_response(http::bhttp::status::see_other,
-                                    config_.server.public_url + "/checkout/" + p->id, ctx.req);
+                                    location.empty() ? config_.server.public_url + "/checkout/" + p->id : location,
+                                    ctx.req);
 }
 
 asio::awaitable<void> Orchestrator::reconcile_one(PaymentRecord p) {

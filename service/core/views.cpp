@@ -3,6 +3,9 @@
 #include "service/core/clock.hpp"
 #include "service/core/json.hpp"
 
+#include <boost/url/parse.hpp>
+#include <boost/url/url.hpp>
+
 namespace paymux {
 
 boost::json::object payment_json(const store::PaymentRecord& p, const std::string& public_url) {
@@ -69,6 +72,21 @@ boost::json::object event_json(const std::string& id, const std::string& type, s
   data["object"] = std::move(data_object);
   o["data"] = std::move(data);
   return o;
+}
+
+std::string return_location(const store::PaymentRecord& p) {
+  if (p.return_url.empty()) return {};
+  const std::string status(to_string(p.status));
+  auto parsed = boost::urls::parse_uri_reference(p.return_url);
+  if (!parsed) {
+    // Validated when the payment was created; should it not parse now, append without merging.
+    return p.return_url + (p.return_url.find('?') == std::string::npos ? "?" : "&") + "payment_id=" + p.id +
+           "&status=" + status;
+  }
+  boost::urls::url u(*parsed);
+  u.params().set("payment_id", p.id);
+  u.params().set("status", status);
+  return std::string(u.buffer());
 }
 
 }  // namespace paymux

@@ -322,6 +322,17 @@ class GlocashPaymentsTest(StackTestCase):
         r = request(self.stack.port, "GET", "/return/glocash_eu?payment=pay_doesnotexist")
         self.assertEqual(r.status, 404, r)
 
+    def test_browser_return_asks_the_gateway(self):
+        # Paid at the gateway, no PSN sent (yet): the return queries Glocash and reports the answer.
+        p = self.created(return_url="https://shop.example/done?status=stale&lang=en")
+        self.stack.glocash_force_status(self.stack.gcid_of(p), "paid", notify=False)
+        self.assertEqual(self.stack.get_payment(p["id"])["status"], "requires_action")
+        r = request(self.stack.port, "GET", f"/return/glocash_eu?payment={p['id']}")
+        self.assertEqual(r.status, 303, r)
+        self.assertEqual(r.header("Location"),
+                         f"https://shop.example/done?status=succeeded&lang=en&payment_id={p['id']}")
+        self.assertEqual(self.stack.get_payment(p["id"])["status"], "succeeded")
+
     # --- listing ---------------------------------------------------------------------------------
     def test_list_is_newest_first_with_cursor_pagination(self):
         ids = [self.created()["id"] for _ in range(3)]  # a, b, c: c is the newest
