@@ -969,7 +969,9 @@ class DhpaySimulator final : public Simulator {
       b += "<input type=\"hidden\" name=\"" + html_escape(k) + "\" value=\"" + html_escape(v) + "\">\n";
     b += "<p>Confirm this purchase as the card holder would with the bank's one-time code.</p>\n"
          "<button type=\"submit\" name=\"action\" value=\"authenticate\">Authenticate</button>\n"
-         "<button type=\"submit\" name=\"action\" value=\"fail\" class=\"secondary\">Fail</button>\n</form>\n";
+         "<button type=\"submit\" name=\"action\" value=\"fail\" class=\"secondary\">Fail authentication</button>\n"
+         "</form>\n<p class=\"hint\">Sandbox test data: Authenticate completes 3-D Secure and DHpay settles the "
+         "payment; Fail authentication declines it.</p>\n";
     return html_page("3-D Secure authentication", b);
   }
 

@@ -20,4 +20,6 @@ if [[ "$installed" != "$pinned" ]]; then
   npm ci --prefer-offline --no-audit --no-fund --loglevel=error
 fi
 
-exec python3 -m unittest -v test_browser "$@"
+# Arguments name tests (test_browser.CheckoutJourneys.test_glocash_card_page); default: all of them.
+(($#)) || set -- test_browser
+exec python3 -m unittest -v "$@"

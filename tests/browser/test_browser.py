@@ -9,7 +9,18 @@ through the API and as a signed webhook in the sandbox's merchant receiver. Scre
 page go to $PAYMUX_BROWSER_ARTIFACTS (default: a temporary folder, printed).
 
 A new case is one method: create the payment, then `self.journey(payment, name, steps, status)`
-with `steps(browser)` doing what the customer does on the gateway's page.
+with `steps(browser)` doing what the customer does on the gateway's page. A QR code, for instance:
+
+    def test_shouqianba_qr(self):
+        p = self.create("<connector>", {"type": "qr"}, 100, "CNY")
+
+        def steps(b):               # the checkout page shows the code and follows the status
+            b.wait_text("Waiting for your payment")
+            b.screenshot("shouqianba-2-qr")
+            ...                     # the wallet "scans" it: the simulator's page or control API
+        self.journey(p, "shouqianba", steps, "succeeded")
+
+(test_live_status_until_final runs that live status on a processing payment already.)
 
     tests/browser/run.sh            (installs playwright-core from the lock file, then runs this)
 """
@@ -202,7 +213,7 @@ class CheckoutJourneys(harness.StackTestCase):
         csp = r.header("Content-Security-Policy") or ""
         for part in ("default-src 'none'", "script-src 'self'", "frame-ancestors 'none'", "base-uri 'none'"):
             self.assertIn(part, csp)
-        gateway = payment["next_action"]["url"]
+        gateway = payment["next_action"].get("url", "")
         if r.status == 303:
             self.assertEqual(r.header("Location"), gateway)
             self.assertEqual(self.browser.open(payment["checkout_url"], javascript=False)["url"], gateway)
@@ -216,10 +227,14 @@ class CheckoutJourneys(harness.StackTestCase):
         # The gateway's signed form may carry customer fields (hidden); the page shows none of them.
         self.assertNotIn("buyer@example.com", text)
         self.browser.screenshot(f"{name}-1-checkout")
-        # Without scripts the button takes the customer on (the gateway shows the same order again
-        # when the form comes twice).
-        self.browser.click("Continue to payment")
-        self.browser.wait_url("{0.scheme}://{0.netloc}/".format(urllib.parse.urlparse(gateway)))
+        if payment["next_action"]["type"] == "display_qr":
+            self.assertIn("<svg", r.body)
+            self.assertIn("Scan this code", text)
+        elif payment["next_action"]["type"] == "form_post":
+            # Without scripts the button takes the customer on (the gateway shows the same order
+            # again when the form comes twice).
+            self.browser.click("Continue to payment")
+            self.browser.wait_url("{0.scheme}://{0.netloc}/".format(urllib.parse.urlparse(gateway)))
 
     def journey(self, payment, name, steps, status):
         """checkout_url -> the gateway's pages (`steps`) -> the merchant's return_url, then the
@@ -315,6 +330,23 @@ class CheckoutJourneys(harness.StackTestCase):
             b.click("Pay 12000 CLP")
 
         self.journey(p, "cashypay", steps, "succeeded")
+
+    def test_live_status_until_final(self):
+        # The status a QR page follows, on a payment that is processing: paid on the gateway's page
+        # with its "pending" card, then settled by the gateway while the customer watches.
+        p = self.create("glocash_sandbox", {"type": "hosted"}, 1500, "USD")
+        self.assertEqual(self.stack.pay_on_page(p, card="5200000000000106").json()["status"], "pending")
+        harness.wait_for(lambda: self.stack.get_payment(p["id"], key=API_KEY)["status"] == "processing",
+                         what=f"{p['id']} processing")
+        self.browser.open(p["checkout_url"])
+        self.browser.wait_text("This payment is being processed")
+        self.browser.screenshot("live-1-checkout")
+        self.stack.glocash_force_status(self.stack.gcid_of(p), "paid", notify=True)
+        landed = urllib.parse.urlparse(self.browser.wait_url(self.shop.url, timeout_ms=20000))
+        self.browser.screenshot("live-9-return")
+        self.assertEqual(urllib.parse.parse_qs(landed.query),
+                         {"lang": ["en"], "payment_id": [p["id"]], "status": ["succeeded"]})
+        self.assertEqual(self.browser.info()["problems"], [])
 
 
 # What DHpay's documents make mandatory (customer, billing, shipping, items), as test_dhpay sends it.
