@@ -245,7 +245,7 @@ asio::awaitable<Response> status_json(App& app, RequestContext& ctx) {
 asio::awaitable<Response> go_back(App& app, RequestContext& ctx) {
   auto p = co_await find_payment(app, ctx);
   if (!p) co_return not_found_page(ctx);
-  if (p->return_url.empty()) co_return redirect(ctx, "/checkout/" + p->id);
+  if (p->return_url.empty()) co_return checkout_page(ctx, *p);  // nowhere to go: where it stands
   co_return redirect(ctx, return_location(*p));
 }
 

@@ -9,7 +9,8 @@ namespace paymux::api {
 //   GET /checkout/{id}         performs the payment's next action (auto-submitting form, 303
 //                              redirect, or a QR code with a live status), or says where it stands
 //   GET /checkout/{id}/status  {"status": "..."}: nothing else, for the page's live status
-//   GET /checkout/{id}/return  303 to the merchant's return_url with payment_id and status
+//   GET /checkout/{id}/return  303 to the merchant's return_url with payment_id and status (no
+//                              return_url: the checkout page)
 //   GET /checkout/assets/checkout.js, checkout.css  the pages' script and style (CSP 'self')
 void register_checkout_routes(http::Router& router, App& app);
 

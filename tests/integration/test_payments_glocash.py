@@ -104,6 +104,30 @@ class GlocashPaymentsTest(StackTestCase):
         self.assertEqual(r.header("Location"), p["next_action"]["url"])
         self.assertEqual(request(self.stack.port, "GET", "/checkout/pay_doesnotexist").status, 404)
 
+    def test_checkout_status_return_and_assets(self):
+        p = self.created(return_url="https://shop.example/orders/1001?x=1")
+        r = request(self.stack.port, "GET", f"/checkout/{p['id']}")
+        self.assertEqual((r.header("Referrer-Policy"), r.header("Cache-Control")), ("no-referrer", "no-store"))
+        # the live status: the status and nothing else
+        r = request(self.stack.port, "GET", f"/checkout/{p['id']}/status")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json(), {"status": "requires_action"})
+        self.assertEqual((r.header("Cache-Control"), r.header("X-Content-Type-Options")), ("no-store", "nosniff"))
+        self.assertEqual(request(self.stack.port, "GET", "/checkout/pay_doesnotexist/status").status, 404)
+        # leaving the page: to return_url with payment_id and status, its own query kept
+        r = request(self.stack.port, "GET", f"/checkout/{p['id']}/return")
+        self.assertEqual(r.status, 303, r)
+        self.assertEqual(r.header("Location"),
+                         f"https://shop.example/orders/1001?x=1&payment_id={p['id']}&status=requires_action")
+        self.assertEqual(request(self.stack.port, "GET", "/checkout/pay_doesnotexist/return").status, 404)
+        # the pages' script and style, served by paymux itself (CSP 'self')
+        for path, kind, marker in (("checkout.js", "text/javascript", "data-status-url"),
+                                   ("checkout.css", "text/css", ".qr{")):
+            r = request(self.stack.port, "GET", f"/checkout/assets/{path}")
+            self.assertEqual(r.status, 200, r)
+            self.assertTrue(r.header("Content-Type").startswith(kind), r.headers)
+            self.assertIn(marker, r.body)
+
     def test_paid_card_makes_the_payment_succeed(self):
         p = self.created()
         page = self.stack.pay_on_page(p, card="4000000000000002")
