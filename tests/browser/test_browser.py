@@ -92,7 +92,7 @@ class Shop:
             def do_GET(self):
                 shop.visits.append(self.path)
                 q = dict(urllib.parse.parse_qsl(urllib.parse.urlparse(self.path).query))
-                body = (f"<!doctype html><html lang=en><title>Demo shop</title><h1>Thank you</h1>"
+                body = (f"<!doctype html><html lang=en><title>Demo shop</title><h1>Back at the shop</h1>"
                         f"<p id=result>Payment {q.get('payment_id', '?')}: {q.get('status', '?')}</p>").encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/html; charset=utf-8")
