@@ -6,6 +6,8 @@
   probe opens it again, and once the gateway is back the probe closes it;
 - a gateway that receives the request and answers after paymux's timeout: 202 `processing`, no
   other connector tried, and the reconciler settles the payment to what the gateway really did;
+  timeouts count against the circuit too, and an open circuit fails a payment at once (502) when no
+  other candidate is left;
 - a payment abandoned on a gateway page without a query API (DHpay web cashier) expires after
   expires_at plus the grace period;
 - 1,000 pending payments are reconciled without the gateway ever receiving more than the
@@ -85,6 +87,13 @@ class RoutingStack(test_cashypay.CashyPayStack):
       - id: gc_main
         provider: glocash
         base_url: "@SANDBOX_URL@/glocash"
+        credentials: {{email: "{GLOCASH_EMAIL}", secret_key: "{GLOCASH_KEY}"}}
+      - id: gc_slow
+        provider: glocash
+        base_url: "@SANDBOX_URL@/glocash"
+        timeout_ms: 300
+        connect_timeout_ms: 500
+        circuit: {{failure_threshold: 2, cool_down_ms: 3000}}
         credentials: {{email: "{GLOCASH_EMAIL}", secret_key: "{GLOCASH_KEY}"}}
       - id: dh_web
         provider: dhpay
@@ -218,6 +227,34 @@ class RoutingTest(StackTestCase):
         self.assertEqual(done["status"], "expired")
         events = s.api("GET", f"/v1/events?object_id={p['id']}", key=ROUTE_API_KEY).json()["data"]
         self.assertEqual([e["type"] for e in events].count("payment.expired"), 1)
+
+
+    def test_timeouts_open_the_circuit_too_but_never_cause_a_failover(self):
+        # Runs last (the fault holds every Glocash request, reconciliation queries included).
+        s = self.stack
+        s.set_fault("timeout", count=-1, hold_ms=600)
+        for failures in (1, 2):
+            r = self.route_payment(connector="gc_slow")
+            self.assertEqual(r.status, 202, r)
+            p = r.json()
+            self.assertEqual(p["status"], "processing")
+            self.assertEqual(self.outcomes(p), [("gc_slow", "unknown")])
+            self.assertEqual(self.circuit("gc_slow")["consecutive_failures"], failures)
+        self.assertEqual(self.circuit("gc_slow")["state"], "open")
+        # Open: nothing is sent, so the payment fails at once (no other candidate was named).
+        reference = f"ORDER-{uuid.uuid4().hex[:12]}"
+        r = self.route_payment(connector="gc_slow", reference=reference)
+        self.assertError(r, 502, code="provider_unavailable")
+        [p] = s.payments_by_reference(reference, key=ROUTE_API_KEY)
+        self.assertEqual(p["status"], "failed")
+        self.assertEqual([(a["connector"], a["outcome"], a["error"]) for a in p["attempts"]],
+                         [("gc_slow", "skipped", "circuit_open")])
+        # The gateway answers again: after the cool-down the probe closes the circuit.
+        s.clear_faults()
+        wait_for(lambda: self.circuit("gc_slow")["state"] == "half_open", timeout=5, what="half-open")
+        r = self.route_payment(connector="gc_slow")
+        self.assertEqual(r.status, 201, r)
+        self.assertEqual(self.circuit("gc_slow")["state"], "closed")
 
 
 class RateStack(harness.Stack):
