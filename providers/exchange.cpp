@@ -1,5 +1,7 @@
 #include "providers/exchange.hpp"
 
+#include "service/core/clock.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -20,7 +22,46 @@ struct Exchange::TokenSlot {
   bool last_fetch_failed = false;
 };
 
+std::shared_ptr<CircuitBreaker> Exchange::breaker(const ConnectorConfig& connector) {
+  std::lock_guard lock(breakers_mutex_);
+  auto& b = breakers_[connector.id];
+  if (!b) b = std::make_shared<CircuitBreaker>(connector.circuit);
+  return b;
+}
+
+void Exchange::add_circuit(const ConnectorConfig& connector) { breaker(connector); }
+
+CircuitSnapshot Exchange::circuit(const std::string& connector) const {
+  std::shared_ptr<CircuitBreaker> b;
+  {
+    std::lock_guard lock(breakers_mutex_);
+    if (auto it = breakers_.find(connector); it != breakers_.end()) b = it->second;
+  }
+  CircuitSnapshot s = b ? b->snapshot(CircuitBreaker::Clock::now()) : CircuitSnapshot{};
+  s.connector = connector;
+  return s;
+}
+
+std::vector<CircuitSnapshot> Exchange::circuits() const {
+  std::vector<std::string> ids;
+  {
+    std::lock_guard lock(breakers_mutex_);
+    for (const auto& kv : breakers_) ids.push_back(kv.first);
+  }
+  std::vector<CircuitSnapshot> out;
+  for (const auto& id : ids) out.push_back(circuit(id));
+  return out;
+}
+
 asio::awaitable<net::OutboundResponse> Exchange::send(const ConnectorConfig& connector, Flow flow, WireRequest w) {
+  auto circuit = breaker(connector);
+  if (!circuit->allow(CircuitBreaker::Clock::now())) {
+    spdlog::info("gateway call connector={} flow={} outcome=not_sent: circuit open", connector.id, to_string(flow));
+    net::OutboundResponse refused;
+    refused.outcome = net::SendOutcome::not_sent;
+    refused.error = std::string(kCircuitOpen);
+    co_return refused;
+  }
   net::OutboundRequest req;
   req.method = w.method;
   req.url = connector.base_url + w.path;
@@ -29,6 +70,14 @@ asio::awaitable<net::OutboundResponse> Exchange::send(const ConnectorConfig& con
   req.connect_timeout = connector.connect_timeout;
   req.timeout = connector.timeout;
   auto res = co_await client_.send(std::move(req));
+  // Transport trouble (refused, unreachable, timed out, cut off) counts against the circuit; any
+  // complete answer shows the gateway is there.
+  if (res.outcome == net::SendOutcome::response) {
+    if (circuit->record_success()) spdlog::info("connector {}: circuit closed", connector.id);
+  } else {
+    if (circuit->record_failure(CircuitBreaker::Clock::now(), now_ms()))
+      spdlog::warn("connector {}: circuit opened ({} ms cool-down)", connector.id, connector.circuit.cool_down.count());
+  }
   const char* outcome = res.outcome == net::SendOutcome::response   ? "response"
                         : res.outcome == net::SendOutcome::not_sent ? "not_sent"
                                                                     : "unknown";

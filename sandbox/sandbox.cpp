@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -383,6 +384,29 @@ json::value FaultInjector::describe() const {
 }
 
 // =============================================================================================
+// Request log
+
+void RequestLog::record(const std::string& gateway, std::string path) {
+  const auto at = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+  std::lock_guard lock(mutex_);
+  if (entries_.size() >= kCapacity) entries_.pop_front();
+  entries_.push_back(Entry{gateway, std::move(path), at});
+}
+
+json::value RequestLog::describe(std::string_view gateway, std::string_view path, std::int64_t since_ms) const {
+  std::lock_guard lock(mutex_);
+  json::array out;
+  for (const auto& e : entries_) {
+    if ((!gateway.empty() && e.gateway != gateway) || (!path.empty() && e.path != path) || e.at_ms < since_ms)
+      continue;
+    out.push_back(json::object{{"gateway", e.gateway}, {"path", e.path}, {"at_ms", e.at_ms}});
+  }
+  return out;
+}
+
+// =============================================================================================
 // Notifier
 
 std::string_view to_string(net::SendOutcome o) {
@@ -488,6 +512,7 @@ http::Handler Sandbox::faulty(std::string gateway, http::Handler inner) {
 
 asio::awaitable<Response> Sandbox::run_faulty(Sandbox* self, std::shared_ptr<const std::string> gateway,
                                               std::shared_ptr<const http::Handler> inner, RequestContext& ctx) {
+  self->requests_.record(*gateway, std::string(ctx.path));
   auto fault = self->faults_.take(*gateway);
   if (!fault) co_return co_await (*inner)(ctx);
   spdlog::info("fault {} on {} {}", to_string(fault->mode), *gateway, ctx.path);
@@ -535,7 +560,23 @@ void Sandbox::mount(http::Router& router) {
              [this](RequestContext& ctx) { return set_fault(ctx); });
   router.add(http::bhttp::verb::delete_, "/_sandbox/faults",
              [this](RequestContext& ctx) { return clear_faults(ctx); });
+  router.add(http::bhttp::verb::get, "/_sandbox/requests",
+             [this](RequestContext& ctx) { return list_requests(ctx); });
   for (auto& sim : simulators_) sim->mount(router);
+}
+
+asio::awaitable<Response> Sandbox::list_requests(RequestContext& ctx) {
+  auto fields = http::parse_form(ctx.query);
+  std::int64_t since = 0;
+  const auto since_text = last_value(fields, "since_ms");
+  if (!since_text.empty()) {
+    auto [ptr, ec] = std::from_chars(since_text.data(), since_text.data() + since_text.size(), since);
+    if (ec != std::errc() || ptr != since_text.data() + since_text.size())
+      co_return control_error(status::bad_request, "since_ms must be an integer", ctx.req);
+  }
+  auto list = requests_.describe(last_value(fields, "gateway"), last_value(fields, "path"), since);
+  const auto count = list.as_array().size();
+  co_return json_reply(status::ok, json::object{{"requests", std::move(list)}, {"count", count}}, ctx.req);
 }
 
 asio::awaitable<Response> Sandbox::overview(RequestContext& ctx) {

@@ -32,6 +32,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -158,6 +159,27 @@ class FaultInjector {
 };
 
 // ---------------------------------------------------------------------------------------------
+// Gateway API requests received (every endpoint wrapped by Sandbox::faulty, faulted or not), so
+// that tests can count what a client sent, and when: the most recent kCapacity of them.
+
+class RequestLog {
+ public:
+  static constexpr std::size_t kCapacity = 200000;
+  void record(const std::string& gateway, std::string path);
+  // Oldest first; an empty gateway or path matches any, since_ms is epoch ms (inclusive).
+  boost::json::value describe(std::string_view gateway, std::string_view path, std::int64_t since_ms) const;
+
+ private:
+  struct Entry {
+    std::string gateway;
+    std::string path;
+    std::int64_t at_ms = 0;
+  };
+  mutable std::mutex mutex_;
+  std::deque<Entry> entries_;
+};
+
+// ---------------------------------------------------------------------------------------------
 // Notifications sent to the merchant (paymux), re-sent on the gateway's schedule until the answer
 // says "received". Each delivery runs as its own coroutine on its own strand.
 
@@ -241,6 +263,7 @@ class Sandbox {
 
   net::HttpClient& client() { return *client_; }
   FaultInjector& faults() { return faults_; }
+  RequestLog& requests() { return requests_; }
   Notifier& notifier() { return notifier_; }
   Sleeper& sleeper() { return sleeper_; }
 
@@ -248,7 +271,8 @@ class Sandbox {
   std::chrono::milliseconds scaled(std::chrono::milliseconds gateway_time) const;
 
   void add(std::unique_ptr<Simulator> sim);
-  // The frame's own routes (/_sandbox, /_sandbox/healthz, /_sandbox/faults) and every simulator's.
+  // The frame's own routes (/_sandbox, /_sandbox/healthz, /_sandbox/faults, /_sandbox/requests)
+  // and every simulator's.
   void mount(http::Router& router);
   // Wraps a gateway API handler with the fault injection of `gateway`.
   http::Handler faulty(std::string gateway, http::Handler inner);
@@ -264,12 +288,14 @@ class Sandbox {
   asio::awaitable<Response> list_faults(RequestContext& ctx);
   asio::awaitable<Response> set_fault(RequestContext& ctx);
   asio::awaitable<Response> clear_faults(RequestContext& ctx);
+  asio::awaitable<Response> list_requests(RequestContext& ctx);
 
   asio::io_context& ioc_;
   SandboxConfig config_;
   std::string public_url_;
   std::unique_ptr<net::HttpClient> client_;
   FaultInjector faults_;
+  RequestLog requests_;
   Sleeper sleeper_;
   Notifier notifier_;
   std::vector<std::unique_ptr<Simulator>> simulators_;

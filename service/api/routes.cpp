@@ -1,6 +1,7 @@
 // Events, connectors, operations, gateway-facing endpoints, and the route table.
 #include "service/api/common.hpp"
 #include "service/api/checkout.hpp"
+#include "service/core/clock.hpp"
 #include "service/core/crypto.hpp"
 
 #include <boost/json/serialize.hpp>
@@ -39,7 +40,10 @@ App::App(const Config& cfg, boost::asio::io_context& ioc)
       connectors(cfg, providers::ProviderEnv{cfg.server.public_url}),
       orchestrator(cfg, *store, exchange, connectors),
       webhooks(cfg, *store, ioc.get_executor()),
-      auth(cfg) {}
+      auth(cfg) {
+  for (const auto& m : cfg.merchants)
+    for (const auto& c : m.connectors) exchange.add_circuit(c);
+}
 
 void register_routes(http::Router& router, App& app) {
   register_payment_routes(router, app);
@@ -86,6 +90,14 @@ void register_routes(http::Router& router, App& app) {
       o["flows"] = std::move(flows);
       o["payment_methods"] = std::move(methods);
       o["currencies"] = caps.currencies.empty() ? bj::value("any") : bj::value(std::move(currencies));
+      const auto circuit = app.exchange.circuit(c->id());
+      bj::object cb;
+      cb["state"] = to_string(circuit.state);
+      cb["consecutive_failures"] = circuit.consecutive_failures;
+      cb["opened_at"] = circuit.opened_at_ms ? bj::value(rfc3339(circuit.opened_at_ms)) : bj::value(nullptr);
+      cb["failure_threshold"] = c->config->circuit.failure_threshold;
+      cb["cool_down_ms"] = c->config->circuit.cool_down.count();
+      o["circuit"] = std::move(cb);
       data.push_back(std::move(o));
     }
     bj::object out;

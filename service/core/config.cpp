@@ -25,6 +25,11 @@ std::string StorageConfig::sqlite_path() const {
   return is_sqlite() ? url.substr(scheme.size()) : std::string();
 }
 
+CheckSchedule ReconcilerConfig::schedule_for(std::string_view status) const {
+  if (auto it = schedule.find(status); it != schedule.end()) return it->second;
+  return CheckSchedule{first_check, max_interval};
+}
+
 const ConnectorConfig* Config::find_connector(std::string_view id) const {
   for (const auto& merchant : merchants)
     for (const auto& connector : merchant.connectors)
@@ -393,11 +398,43 @@ StorageConfig parse_storage(const Section& s) {
   return out;
 }
 
-ReconcilerConfig parse_reconciler(const Section& s) {
-  s.allow_only({"first_check_ms", "max_interval_ms", "expiry_grace_ms", "tick_ms", "batch"});
-  ReconcilerConfig out;
+double parse_rate(const YAML::Node& n, const std::string& path) {
+  const std::string text = scalar_text(n, path, "a number of queries per second");
+  try {
+    std::size_t used = 0;
+    const double v = std::stod(text, &used);
+    if (used == text.size() && v >= 0.01 && v <= 100000) return v;
+  } catch (const std::exception&) {
+  }
+  fail(path, "expected a number of queries per second between 0.01 and 100000");
+}
+
+// first_check_ms and max_interval_ms of a section (the caller checks for other keys).
+CheckSchedule read_check_schedule(const Section& s, CheckSchedule out) {
   if (const auto* n = s.find("first_check_ms")) out.first_check = parse_millis(*n, s.sub("first_check_ms"));
   if (const auto* n = s.find("max_interval_ms")) out.max_interval = parse_millis(*n, s.sub("max_interval_ms"));
+  return out;
+}
+
+ReconcilerConfig parse_reconciler(const Section& s) {
+  s.allow_only({"first_check_ms", "max_interval_ms", "schedule", "expiry_grace_ms", "tick_ms", "batch", "lease_ms",
+                "query_rate"});
+  ReconcilerConfig out;
+  const auto base = read_check_schedule(s, CheckSchedule{});
+  out.first_check = base.first_check;
+  out.max_interval = base.max_interval;
+  if (const auto* n = s.find("schedule"); n != nullptr && !n->IsNull()) {
+    Section sched(*n, s.sub("schedule"));
+    sched.allow_only({"created", "requires_action", "processing", "refund_pending"});
+    for (const char* status : {"created", "requires_action", "processing", "refund_pending"})
+      if (const auto* e = sched.find(status)) {
+        Section entry(*e, sched.sub(status));
+        entry.allow_only({"first_check_ms", "max_interval_ms"});
+        out.schedule[status] = read_check_schedule(entry, base);
+      }
+  }
+  if (const auto* n = s.find("lease_ms")) out.lease = parse_millis(*n, s.sub("lease_ms"));
+  if (const auto* n = s.find("query_rate")) out.query_rate = parse_rate(*n, s.sub("query_rate"));
   if (const auto* n = s.find("expiry_grace_ms")) out.expiry_grace = parse_millis(*n, s.sub("expiry_grace_ms"));
   if (const auto* n = s.find("tick_ms")) out.tick = parse_millis(*n, s.sub("tick_ms"));
   if (const auto* n = s.find("batch")) out.batch = static_cast<int>(parse_uint(*n, s.sub("batch"), 1, 10000));
@@ -529,7 +566,7 @@ std::map<std::string, std::string> parse_plain_map(const Section& s) {
 ConnectorConfig parse_connector(const Section& s, const std::string& merchant_id,
                                 const fs::path& base_dir) {
   s.allow_only({"id", "provider", "base_url", "timeout_ms", "connect_timeout_ms", "credentials",
-                "settings"});
+                "settings", "circuit", "query_rate"});
   ConnectorConfig out;
   out.merchant = merchant_id;
   out.id = parse_id(s, "connector");
@@ -551,6 +588,14 @@ ConnectorConfig parse_connector(const Section& s, const std::string& merchant_id
   if (const auto* n = s.find("credentials"))
     out.credentials = parse_credentials(Section(*n, s.sub("credentials")), base_dir);
   if (const auto* n = s.find("settings")) out.settings = parse_plain_map(Section(*n, s.sub("settings")));
+  if (const auto* n = s.find("circuit")) {
+    Section c(*n, s.sub("circuit"));
+    c.allow_only({"failure_threshold", "cool_down_ms"});
+    if (const auto* v = c.find("failure_threshold"))
+      out.circuit.failure_threshold = static_cast<int>(parse_uint(*v, c.sub("failure_threshold"), 1, 1000));
+    if (const auto* v = c.find("cool_down_ms")) out.circuit.cool_down = parse_millis(*v, c.sub("cool_down_ms"));
+  }
+  if (const auto* n = s.find("query_rate")) out.query_rate = parse_rate(*n, s.sub("query_rate"));
   return out;
 }
 

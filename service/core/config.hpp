@@ -57,13 +57,37 @@ struct TlsConfig {
   std::string ca_file;  // a relative path is resolved against the config file's directory
 };
 
+// When a pending object is asked about again: first_check after it was created (or last moved),
+// then the interval doubles up to max_interval.
+struct CheckSchedule {
+  std::chrono::milliseconds first_check{30000};
+  std::chrono::milliseconds max_interval{3600000};
+};
+
 // Reconciliation of payments without a definite outcome (see Orchestrator::reconcile_one).
 struct ReconcilerConfig {
   std::chrono::milliseconds first_check{30000};
   std::chrono::milliseconds max_interval{3600000};
+  // Per status (created, requires_action, processing; refund_pending for refunds): overrides the
+  // two values above (`schedule:` in the YAML).
+  std::map<std::string, CheckSchedule, std::less<>> schedule;
   std::chrono::milliseconds expiry_grace{600000};
   std::chrono::milliseconds tick{1000};
   int batch = 50;
+  // A claimed payment is not claimed again before this (an instance that stopped mid-check).
+  std::chrono::milliseconds lease{300000};
+  // Queries per second to one connector, all reconciliation of it together, unless the connector
+  // sets its own query_rate.
+  double query_rate = 10;
+
+  CheckSchedule schedule_for(std::string_view status) const;
+};
+
+// A connector's circuit breaker (see service/core/circuit.hpp): opens after failure_threshold
+// consecutive transport failures, half-opens for one probe after cool_down.
+struct CircuitConfig {
+  int failure_threshold = 5;
+  std::chrono::milliseconds cool_down{30000};
 };
 
 // The default waits between delivery attempts of one event (README, "Merchant webhooks"): about
@@ -106,6 +130,8 @@ struct ConnectorConfig {
   std::map<std::string, Secret> credentials;
   // Provider-specific plain settings (e.g. dhpay sandbox mode, cashypay amount limits).
   std::map<std::string, std::string> settings;
+  CircuitConfig circuit;
+  double query_rate = 0;  // reconciliation queries per second; 0: reconciler.query_rate
   std::string merchant;  // filled in: the merchant that owns it
 };
 

@@ -28,6 +28,12 @@ std::vector<const Connector*> Connectors::of_merchant(std::string_view merchant)
   return out;
 }
 
+std::vector<const Connector*> Connectors::all() const {
+  std::vector<const Connector*> out;
+  for (const auto& kv : by_id_) out.push_back(&kv.second);
+  return out;
+}
+
 namespace {
 
 bool rule_matches(const RoutingRule& rule, const RouteRequest& r) {

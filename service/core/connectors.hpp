@@ -43,6 +43,7 @@ class Connectors {
   const Connector* find(std::string_view id) const;
   const MerchantConfig* merchant(std::string_view id) const;
   std::vector<const Connector*> of_merchant(std::string_view merchant) const;
+  std::vector<const Connector*> all() const;
 
   Route route(const RouteRequest& r) const;
 

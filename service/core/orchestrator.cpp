@@ -7,6 +7,8 @@
 #include "service/core/views.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -76,12 +78,11 @@ Result idempotency_verdict(const store::IdempotencyRecord& existing, const std::
 Orchestrator::Orchestrator(const Config& config, store::Store& store, providers::Exchange& exchange,
                            const Connectors& connectors)
     : config_(config), store_(store), exchange_(exchange), connectors_(connectors) {
-  const auto& r = config.reconciler;
-  reconcile_options.first_check_ms = r.first_check.count();
-  reconcile_options.max_interval_ms = r.max_interval.count();
-  reconcile_options.expiry_grace_ms = r.expiry_grace.count();
-  reconcile_options.tick = r.tick;
-  reconcile_options.batch = r.batch;
+  // One query per 1/rate seconds and no burst: any second sees at most rate (+1) queries.
+  for (const auto* k : connectors_.all()) {
+    const double rate = k->config->query_rate > 0 ? k->config->query_rate : config.reconciler.query_rate;
+    query_buckets_.emplace(k->id(), std::make_unique<TokenBucket>(rate, 1.0));
+  }
 }
 
 std::string Orchestrator::payment_body(const PaymentRecord& p) const {
@@ -220,7 +221,13 @@ asio::awaitable<Result> Orchestrator::create_payment(CreatePaymentCommand c) {
   p.metadata_json = ser(c.metadata);
   p.created_at = p.updated_at = now_ms();
   if (c.expires_in > 0) p.expires_at = p.created_at + c.expires_in * 1000;
-  p.next_check_at = p.created_at + reconcile_options.first_check_ms;
+  // The earliest first check of any pending status; reconcile_one defers it to the schedule of the
+  // status the payment has by then.
+  {
+    auto first = config_.reconciler.first_check;
+    for (const auto& [status, sched] : config_.reconciler.schedule) first = std::min(first, sched.first_check);
+    p.next_check_at = p.created_at + first.count();
+  }
 
   // Candidates that lack a mandatory field are skipped; when none is left, the first one's
   // complaint is the answer (400 naming the field), before anything is sent.
@@ -288,6 +295,11 @@ asio::awaitable<Result> Orchestrator::create_payment(CreatePaymentCommand c) {
                                                     return k->provider->build_authorize(in);
                                                   });
     const auto latency_ms = res.latency.count() / 1000;
+    if (res.outcome == net::SendOutcome::not_sent && res.error == providers::kCircuitOpen) {
+      add_attempt(p, k->id(), "skipped", res.error, 0);
+      if (last_error.empty()) last_error = k->id() + ": circuit open";
+      continue;
+    }
     if (res.outcome == net::SendOutcome::not_sent) {
       add_attempt(p, k->id(), "not_sent", res.error, latency_ms);
       last_error = res.error;
@@ -701,14 +713,38 @@ asio::awaitable<http::Response> Orchestrator::handle_return(std::string connecto
                                     ctx.req);
 }
 
+asio::awaitable<void> Orchestrator::pace_query(const std::string& connector) {
+  auto it = query_buckets_.find(connector);
+  if (it == query_buckets_.end()) co_return;
+  const auto wait = it->second->reserve(TokenBucket::Clock::now());
+  if (wait.count() <= 0) co_return;
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  timer.expires_after(wait);
+  co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+}
+
 asio::awaitable<void> Orchestrator::reconcile_one(PaymentRecord p) {
-  const auto& o = reconcile_options;
+  const auto& o = config_.reconciler;
+  {
+    // Not due yet on its status's own schedule (creation schedules the earliest of them).
+    const auto sched = o.schedule_for(to_string(p.status));
+    const auto first_due = p.created_at + sched.first_check.count();
+    if (p.check_count == 0 && now_ms() < first_due) {
+      co_await store_.schedule_check(p.id, first_due, 0);
+      co_return;
+    }
+  }
   const auto* k = connectors_.find(p.connector);
   std::optional<providers::PaymentResult> learned;
   bool can_query = false;
-  if (k && k->provider->capabilities().supports(providers::Flow::sync)) {
+  if (k && k->provider->capabilities().supports(providers::Flow::sync) && k->provider->build_sync(p)) {
+    can_query = true;
+    co_await pace_query(k->id());
+    // Read again after the wait: a notification may have settled it meanwhile.
+    auto fresh = co_await store_.get_payment(p.id);
+    if (!fresh || !is_pending(fresh->status)) co_return;
+    p = std::move(*fresh);
     if (auto wire = k->provider->build_sync(p)) {
-      can_query = true;
       auto res = co_await exchange_.send(*k->config, providers::Flow::sync, std::move(*wire));
       if (res.outcome == net::SendOutcome::response) {
         auto r = k->provider->parse_sync(res, p);
@@ -720,10 +756,10 @@ asio::awaitable<void> Orchestrator::reconcile_one(PaymentRecord p) {
     }
   }
   const auto now = now_ms();
+  const std::int64_t grace = o.expiry_grace.count();
   // Past its time: a final answer from the gateway wins; otherwise it expires. Without a query
   // API, the notification had expires_at plus a grace period to arrive.
-  const bool expired_now = p.expires_at && now >= p.expires_at + (can_query ? 0 : o.expiry_grace_ms) &&
-                           (!can_query || learned);
+  const bool expired_now = p.expires_at && now >= p.expires_at + (can_query ? 0 : grace) && (!can_query || learned);
   if (learned || expired_now) {
     p = co_await update_payment(p.id, [&](PaymentRecord& rec, Extras&) {
       bool changed = learned ? absorb(rec, *learned) : false;
@@ -736,23 +772,34 @@ asio::awaitable<void> Orchestrator::reconcile_one(PaymentRecord p) {
     });
   }
   if (!is_pending(p.status)) co_return;
+  const auto sched = o.schedule_for(to_string(p.status));
   const int count = p.check_count + 1;
-  std::int64_t interval = o.first_check_ms;
-  for (int i = 0; i < count && interval < o.max_interval_ms; ++i) interval *= 2;
-  interval = std::min(interval, o.max_interval_ms);
+  const std::int64_t max_interval = sched.max_interval.count();
+  std::int64_t interval = sched.first_check.count();
+  for (int i = 0; i < count && interval < max_interval; ++i) interval *= 2;
+  interval = std::min(interval, max_interval);
   std::int64_t next = now + interval;
-  if (p.expires_at && p.expires_at > now) next = std::min(next, p.expires_at + (can_query ? 1000 : o.expiry_grace_ms));
+  if (p.expires_at && p.expires_at > now) next = std::min(next, p.expires_at + (can_query ? 1000 : grace));
   co_await store_.schedule_check(p.id, next, count);
 }
 
-asio::awaitable<void> Orchestrator::run_reconciler() {
+asio::awaitable<void> Orchestrator::reconcile_connector(const Connector* k) {
+  const auto& o = config_.reconciler;
   asio::steady_timer timer(co_await asio::this_coro::executor);
+  // Long enough for a whole claimed batch at the query rate, with as many queries taking their
+  // full timeouts as the circuit breaker lets through before it opens.
+  const auto rate = query_buckets_.count(k->id()) ? query_buckets_.at(k->id())->rate() : o.query_rate;
+  const std::int64_t batch_ms = static_cast<std::int64_t>(o.batch * (1000.0 / rate)) +
+                                (k->config->circuit.failure_threshold + 1) *
+                                    (k->config->timeout.count() + k->config->connect_timeout.count());
+  const std::int64_t lease_ms = std::max<std::int64_t>(o.lease.count(), batch_ms);
   for (;;) {
     std::vector<PaymentRecord> due;
     try {
-      due = co_await store_.due_payments(now_ms(), reconcile_options.batch);
+      const auto now = now_ms();
+      due = co_await store_.claim_due_payments(k->id(), now, o.batch, now + lease_ms);
     } catch (const std::exception& e) {
-      spdlog::warn("reconciler: store unavailable: {}", e.what());
+      spdlog::warn("reconciler {}: store unavailable: {}", k->id(), e.what());
     }
     for (auto& p : due) {
       const std::string id = p.id;
@@ -762,12 +809,17 @@ asio::awaitable<void> Orchestrator::run_reconciler() {
         spdlog::warn("reconciler: {} failed: {}", id, e.what());
       }
     }
-    if (due.size() < static_cast<std::size_t>(reconcile_options.batch)) {
-      timer.expires_after(reconcile_options.tick);
+    if (due.size() < static_cast<std::size_t>(o.batch)) {
+      timer.expires_after(o.tick);
       auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
       if (ec) co_return;
     }
   }
+}
+
+asio::awaitable<void> Orchestrator::run_reconciler() {
+  auto ex = co_await asio::this_coro::executor;
+  for (const auto* k : connectors_.all()) asio::co_spawn(ex, reconcile_connector(k), asio::detached);
 }
 
 asio::awaitable<void> Orchestrator::settle_interrupted() {

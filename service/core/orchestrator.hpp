@@ -4,6 +4,7 @@
 // transaction, and retries on a concurrent writer. Handlers call these functions with typed
 // commands and map the Result to HTTP.
 #include "providers/exchange.hpp"
+#include "service/core/circuit.hpp"
 #include "service/core/config.hpp"
 #include "service/core/connectors.hpp"
 #include "service/http/errors.hpp"
@@ -13,6 +14,8 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <variant>
@@ -55,17 +58,6 @@ struct CreateRefundCommand {
 // How long idempotency keys are kept (published in the OpenAPI description).
 inline constexpr std::int64_t kIdempotencyRetentionMs = 24LL * 3600 * 1000;
 
-// Reconciliation: pending payments are asked about again, first after first_check, then backing
-// off (doubling) up to max_interval; past expires_at (plus grace where the gateway has no query API)
-// a payment the gateway does not report paid becomes expired.
-struct ReconcileOptions {
-  std::int64_t first_check_ms = 30'000;
-  std::int64_t max_interval_ms = 3'600'000;
-  std::int64_t expiry_grace_ms = 600'000;
-  std::chrono::milliseconds tick{1000};
-  int batch = 50;
-};
-
 class Orchestrator {
  public:
   Orchestrator(const Config& config, store::Store& store, providers::Exchange& exchange, const Connectors& connectors);
@@ -85,13 +77,18 @@ class Orchestrator {
   boost::asio::awaitable<http::Response> handle_notification(std::string connector_id, const http::RequestContext& ctx);
   boost::asio::awaitable<http::Response> handle_return(std::string connector_id, const http::RequestContext& ctx);
 
-  // Asks the gateway about one pending payment (where it has a query API), applies what it learns
-  // through the same transition code as notifications, expires it when its time is over, and
-  // schedules the next check.
+  // Reconciliation (config `reconciler:`): a pending payment is asked about again on its status's
+  // schedule (first_check after creation, then doubling up to max_interval); past expires_at (plus
+  // the grace period where the gateway has no query API) a payment the gateway does not report
+  // paid becomes expired.
+  //
+  // Asks the gateway about one claimed pending payment (where it has a query API, at most the
+  // connector's query_rate per second), applies what it learns through the same transition code
+  // as notifications, expires it when its time is over, and schedules the next check.
   boost::asio::awaitable<void> reconcile_one(store::PaymentRecord p);
-  // Runs until cancelled: reconciles the payments whose check is due.
+  // Starts one reconciliation loop per connector on the current executor (they run until the
+  // executor stops): each claims its due payments in the store (a lease) and reconciles them.
   boost::asio::awaitable<void> run_reconciler();
-  ReconcileOptions reconcile_options;
 
   // Start-up: keys left in progress by a stopped process are settled from their payment's state
   // (a payment still `created` may have reached the gateway: it becomes `processing`).
@@ -119,6 +116,10 @@ class Orchestrator {
   // Applies what a gateway said to a record (forward moves only). Returns true when it changed.
   static bool absorb(store::PaymentRecord& p, const providers::PaymentResult& r);
 
+  boost::asio::awaitable<void> reconcile_connector(const Connector* k);
+  // Waits until the connector may be queried again (its token bucket).
+  boost::asio::awaitable<void> pace_query(const std::string& connector);
+
   std::string payment_body(const store::PaymentRecord& p) const;
   store::EventRecord make_event(const std::string& merchant, const std::string& type, const std::string& object_id,
                                 boost::json::object object) const;
@@ -127,6 +128,7 @@ class Orchestrator {
   store::Store& store_;
   providers::Exchange& exchange_;
   const Connectors& connectors_;
+  std::map<std::string, std::unique_ptr<TokenBucket>, std::less<>> query_buckets_;  // by connector id
 };
 
 // The verdict on a request whose Idempotency-Key exists already: replay, 409 or 422.

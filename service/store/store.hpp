@@ -72,8 +72,12 @@ class Store {
   virtual asio::awaitable<bool> apply_payment_change(PaymentChange change) = 0;
   // Payments that have not reached a definite end (created/requires_action/processing).
   virtual asio::awaitable<std::vector<PaymentRecord>> pending_payments(std::int64_t updated_before, int limit) = 0;
-  // Pending payments whose next reconciliation check is due, oldest due first.
-  virtual asio::awaitable<std::vector<PaymentRecord>> due_payments(std::int64_t now, int limit) = 0;
+  // Claims up to `limit` pending payments of the connector whose next reconciliation check is due,
+  // oldest due first: their next check moves to `lease_until`, so that no other claim (another
+  // reconciler, another instance) takes them before the claimant schedules the real next check.
+  // A claimant that stops meanwhile leaves them to be claimed again once the lease is over.
+  virtual asio::awaitable<std::vector<PaymentRecord>> claim_due_payments(std::string connector, std::int64_t now,
+                                                                         int limit, std::int64_t lease_until) = 0;
   // Sets when a payment is next checked (not a change of the payment: no version bump, no event).
   virtual asio::awaitable<void> schedule_check(std::string id, std::int64_t next_check_at, int check_count) = 0;
 

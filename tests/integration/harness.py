@@ -380,13 +380,14 @@ class StackTestCase(unittest.TestCase):
 
     The stack's directory (configs, database, both logs) is removed when every test of the class
     passed; otherwise it is kept, and its path and the logs' last lines are printed."""
+    stack_class = Stack
     stack_kwargs = {}
     _failed = False
 
     @classmethod
     def setUpClass(cls):
         cls._failed = False
-        cls.stack = Stack(**cls.stack_kwargs).start()
+        cls.stack = cls.stack_class(**cls.stack_kwargs).start()
 
     @classmethod
     def tearDownClass(cls):

@@ -12,6 +12,7 @@
 using namespace paymux;
 using Catch::Matchers::Contains;
 using Catch::Matchers::StartsWith;
+using namespace std::chrono_literals;
 
 namespace {
 
@@ -682,4 +683,49 @@ TEST_CASE("webhook URLs to loopback, private or link-local addresses need allow_
   // Public addresses and names are accepted here (names are checked again after each resolution).
   CHECK_NOTHROW(load_config_string(with_url("https://93.184.216.34/hook")));
   CHECK_NOTHROW(load_config_string(with_url("https://shop.example/hook")));
+}
+
+TEST_CASE("circuit, query_rate and the reconciler schedule are configured", "[config]") {
+  const Config cfg = load_config_string(
+      "reconciler: {first_check_ms: 2000, max_interval_ms: 9000, query_rate: 2.5, lease_ms: 60000,\n"
+      "             schedule: {processing: {first_check_ms: 500}, requires_action: {max_interval_ms: 4000}}}\n"
+      "merchants:\n"
+      "  - id: acme\n"
+      "    api_keys: [k1]\n"
+      "    connectors:\n"
+      "      - {id: g1, provider: glocash, base_url: \"https://gc.example\",\n"
+      "         credentials: {email: a@b.c, secret_key: s},\n"
+      "         circuit: {failure_threshold: 2, cool_down_ms: 1500}, query_rate: 40}\n"
+      "      - {id: g2, provider: glocash, base_url: \"https://gc.example\",\n"
+      "         credentials: {email: a@b.c, secret_key: s}}\n");
+  const auto& r = cfg.reconciler;
+  CHECK(r.query_rate == 2.5);
+  CHECK(r.lease == 60000ms);
+  CHECK(r.schedule_for("processing").first_check == 500ms);
+  CHECK(r.schedule_for("processing").max_interval == 9000ms);  // inherited
+  CHECK(r.schedule_for("requires_action").first_check == 2000ms);
+  CHECK(r.schedule_for("requires_action").max_interval == 4000ms);
+  CHECK(r.schedule_for("created").first_check == 2000ms);
+  const auto& g1 = cfg.merchants[0].connectors[0];
+  CHECK(g1.circuit.failure_threshold == 2);
+  CHECK(g1.circuit.cool_down == 1500ms);
+  CHECK(g1.query_rate == 40);
+  const auto& g2 = cfg.merchants[0].connectors[1];
+  CHECK(g2.circuit.failure_threshold == 5);  // the defaults
+  CHECK(g2.circuit.cool_down == 30000ms);
+  CHECK(g2.query_rate == 0);
+
+  CHECK_THAT(error_of("reconciler: {query_rate: 0}\n"), StartsWith("reconciler.query_rate: expected a number"));
+  CHECK_THAT(error_of("reconciler: {query_rate: fast}\n"), StartsWith("reconciler.query_rate: expected a number"));
+  CHECK_THAT(error_of("reconciler: {schedule: {succeeded: {first_check_ms: 1}}}\n"),
+             StartsWith("reconciler.schedule.succeeded: unknown key"));
+  CHECK_THAT(error_of("reconciler: {schedule: {processing: {every_ms: 1}}}\n"),
+             StartsWith("reconciler.schedule.processing.every_ms: unknown key"));
+  const std::string connector =
+      "merchants: [{id: acme, api_keys: [k1], connectors: [{id: g1, provider: glocash, base_url: \"https://gc.example\", "
+      "credentials: {email: a@b.c, secret_key: s}, ";
+  CHECK_THAT(error_of(connector + "circuit: {failure_threshold: 0}}]}]\n"),
+             StartsWith("merchants[0].connectors[0].circuit.failure_threshold: "));
+  CHECK_THAT(error_of(connector + "circuit: {open_ms: 5}}]}]\n"),
+             StartsWith("merchants[0].connectors[0].circuit.open_ms: unknown key"));
 }

@@ -11,6 +11,8 @@
 #include <catch2/catch.hpp>
 
 #include <filesystem>
+#include <string>
+#include <vector>
 
 using namespace paymux;
 using namespace paymux::store;
@@ -171,4 +173,49 @@ TEST_CASE("idempotency keys complete, replay and are pruned") {
   CHECK(run([&]() { return store->prune_idempotency(now_ms() - 1000); }) == 0);
   CHECK(run([&]() { return store->prune_idempotency(now_ms() + 1000); }) == 1);
   CHECK_FALSE(run([&]() { return store->get_idempotency("acme", "kk"); }));
+}
+
+TEST_CASE("due payments are claimed once per lease, per connector, and again once the lease is over", "[store][reconcile]") {
+  const auto path = temp_db();
+  std::vector<std::string> ids;
+  {
+    auto store = sqlite::open_sqlite_store({path});
+    for (int i = 0; i < 5; ++i) {
+      auto p = payment("acme", "DUE-" + std::to_string(i));
+      p.status = i == 4 ? PaymentStatus::succeeded : PaymentStatus::processing;  // final: never due
+      p.next_check_at = 1000 + i;
+      if (i == 3) p.connector = "c2";
+      ids.push_back(p.id);
+      run([&]() { return store->create_payment(p, std::nullopt); });
+    }
+    // Not due yet.
+    CHECK(run([&]() { return store->claim_due_payments("c1", 999, 10, 5000); }).empty());
+    // Oldest due first, only the connector's own, at most `limit`.
+    auto first = run([&]() { return store->claim_due_payments("c1", 2000, 2, 5000); });
+    REQUIRE(first.size() == 2);
+    CHECK(first[0].id == ids[0]);
+    CHECK(first[1].id == ids[1]);
+    CHECK(first[0].next_check_at == 5000);
+    // A second claimant at the same moment gets only what is left.
+    auto second = run([&]() { return store->claim_due_payments("c1", 2000, 10, 5000); });
+    REQUIRE(second.size() == 1);
+    CHECK(second[0].id == ids[2]);
+    CHECK(run([&]() { return store->claim_due_payments("c1", 2000, 10, 5000); }).empty());
+    auto other = run([&]() { return store->claim_due_payments("c2", 2000, 10, 5000); });
+    REQUIRE(other.size() == 1);
+    CHECK(other[0].id == ids[3]);
+    // The claimant of ids[1] scheduled its next check; the others stopped without doing so.
+    run([&]() { return store->schedule_check(ids[1], 9000, 1); });
+  }
+  // After a restart the abandoned claims come back once their lease is over, not before.
+  auto store = sqlite::open_sqlite_store({path});
+  CHECK(run([&]() { return store->claim_due_payments("c1", 4999, 10, 20000); }).empty());
+  auto back = run([&]() { return store->claim_due_payments("c1", 5000, 10, 20000); });
+  REQUIRE(back.size() == 2);
+  CHECK(back[0].id == ids[0]);
+  CHECK(back[1].id == ids[2]);
+  auto later = run([&]() { return store->claim_due_payments("c1", 9000, 10, 20000); });
+  REQUIRE(later.size() == 1);
+  CHECK(later[0].id == ids[1]);
+  CHECK(later[0].check_count == 1);
 }

@@ -308,15 +308,25 @@ class SqliteStore final : public Store {
     });
   }
 
-  asio::awaitable<std::vector<PaymentRecord>> due_payments(std::int64_t now, int limit) override {
-    return read<std::vector<PaymentRecord>>([=](Db& db) {
+  asio::awaitable<std::vector<PaymentRecord>> claim_due_payments(std::string connector, std::int64_t now, int limit,
+                                                                 std::int64_t lease_until) override {
+    return write<std::vector<PaymentRecord>>([connector = std::move(connector), now, limit, lease_until](Db& db) {
       static const std::string sql = std::string("SELECT ") + kPaymentColumns +
                                      " FROM payments WHERE status IN ('created', 'requires_action', 'processing')"
-                                     " AND next_check_at <= ?1 ORDER BY next_check_at LIMIT ?2";
-      auto s = db.prepare(sql.c_str());
-      s.bind(1, now).bind(2, limit);
+                                     " AND next_check_at <= ?1 AND connector = ?2 ORDER BY next_check_at LIMIT ?3";
       std::vector<PaymentRecord> out;
-      while (s.step()) out.push_back(read_payment(s));
+      {
+        auto s = db.prepare(sql.c_str());
+        s.bind(1, now).bind(2, connector).bind(3, limit);
+        while (s.step()) out.push_back(read_payment(s));
+      }
+      SQL u = "UPDATE payments SET next_check_at = ?2 WHERE id = ?1";
+      for (auto& p : out) {
+        auto s = db.prepare(u);
+        s.bind(1, p.id).bind(2, lease_until);
+        s.exec();
+        p.next_check_at = lease_until;
+      }
       return out;
     });
   }
