@@ -6,7 +6,9 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include <shared_mutex>
 #include <sstream>
+#include <unordered_map>
 
 namespace paymux::obs::metrics {
 namespace {
@@ -83,23 +85,50 @@ Families& families() {
   return f;
 }
 
+// A counter and a histogram sharing one label set, looked up by the joined label values: prometheus-cpp's
+// Family::Add builds a new metric object on every call, too costly for every request.
+class Pairs {
+ public:
+  std::pair<Counter*, Histogram*> get(Family<Counter>& counters, Family<Histogram>& histograms,
+                                      const Histogram::BucketBoundaries& buckets, const prometheus::Labels& labels) {
+    std::string key;
+    for (const auto& [k, v] : labels) (key += v) += '\x1f';
+    {
+      std::shared_lock lock(mutex_);
+      if (auto it = pairs_.find(key); it != pairs_.end()) return it->second;
+    }
+    std::unique_lock lock(mutex_);
+    auto& slot = pairs_[key];
+    if (!slot.first) slot = {&counters.Add(labels), &histograms.Add(labels, buckets)};
+    return slot;
+  }
+
+ private:
+  std::shared_mutex mutex_;
+  std::unordered_map<std::string, std::pair<Counter*, Histogram*>> pairs_;
+};
+
 std::string text(std::string_view v) { return std::string(v); }
 
 }  // namespace
 
 void observe_http(std::string_view route, std::string_view method, int status, double seconds) {
   auto& f = families();
-  const prometheus::Labels labels{{"route", text(route)}, {"method", text(method)}, {"status", std::to_string(status)}};
-  f.http_requests.Add(labels).Increment();
-  f.http_duration.Add(labels, kHttpBuckets).Observe(seconds);
+  static Pairs pairs;
+  auto [count, duration] = pairs.get(f.http_requests, f.http_duration, kHttpBuckets,
+                                     {{"route", text(route)}, {"method", text(method)}, {"status", std::to_string(status)}});
+  count->Increment();
+  duration->Observe(seconds);
 }
 
 void observe_gateway_call(std::string_view connector, std::string_view flow, std::string_view outcome,
                           double seconds) {
   auto& f = families();
-  const prometheus::Labels labels{{"connector", text(connector)}, {"flow", text(flow)}, {"outcome", text(outcome)}};
-  f.gateway_requests.Add(labels).Increment();
-  f.gateway_duration.Add(labels, kGatewayBuckets).Observe(seconds);
+  static Pairs pairs;
+  auto [count, duration] = pairs.get(f.gateway_requests, f.gateway_duration, kGatewayBuckets,
+                                     {{"connector", text(connector)}, {"flow", text(flow)}, {"outcome", text(outcome)}});
+  count->Increment();
+  duration->Observe(seconds);
 }
 
 void count_notification(std::string_view connector, std::string_view verification) {

@@ -307,6 +307,24 @@ class ReadinessTest(unittest.TestCase):
         wait_for(lambda: self.probe("/readyz") == 200, timeout=15, what="ready again")
 
 
+class MetricsOffStack(harness.Stack):
+    def paymux_config(self):
+        cfg = super().paymux_config()
+        assert "  threads: 2\n" in cfg
+        return cfg.replace("  threads: 2\n", "  threads: 2\n  metrics: false\n", 1)
+
+
+class MetricsSwitchTest(unittest.TestCase):
+    def test_metrics_can_be_switched_off(self):
+        stack = MetricsOffStack().start()
+        try:
+            self.assertEqual(request(stack.port, "GET", "/metrics").status, 404)
+            self.assertEqual(request(stack.port, "GET", "/readyz").status, 200)
+        finally:
+            stack.stop()
+            stack.remove_files()
+
+
 class BackupTest(StackTestCase):
     """`paymux backup` copies the live store; a new process started on the copy has the data."""
 
