@@ -48,7 +48,10 @@ constexpr std::array<std::pair<std::string_view, std::string_view>, 8> kContextK
     {"outcome", "outcome"},
 }};
 
+// Only the text before the first quote is read: quoted parts carry outside input (order numbers,
+// error texts) that must not pose as context.
 void append_context(std::string_view msg, spdlog::memory_buf_t& out) {
+  msg = msg.substr(0, msg.find_first_of("'\""));
   std::array<bool, kContextKeys.size()> seen{};
   std::size_t i = 0;
   while (i < msg.size()) {
