@@ -1,6 +1,7 @@
 #include "providers/exchange.hpp"
 
 #include "service/core/clock.hpp"
+#include "service/obs/metrics.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -54,9 +55,14 @@ std::vector<CircuitSnapshot> Exchange::circuits() const {
 }
 
 asio::awaitable<net::OutboundResponse> Exchange::send(const ConnectorConfig& connector, Flow flow, WireRequest w) {
+  return call(connector, to_string(flow), std::move(w));
+}
+
+asio::awaitable<net::OutboundResponse> Exchange::call(const ConnectorConfig& connector, std::string_view flow,
+                                                      WireRequest w) {
   auto circuit = breaker(connector);
   if (!circuit->allow(CircuitBreaker::Clock::now())) {
-    spdlog::info("gateway call connector={} flow={} outcome=not_sent: circuit open", connector.id, to_string(flow));
+    spdlog::info("gateway call connector={} flow={} outcome=not_sent: circuit open", connector.id, flow);
     net::OutboundResponse refused;
     refused.outcome = net::SendOutcome::not_sent;
     refused.error = std::string(kCircuitOpen);
@@ -81,12 +87,14 @@ asio::awaitable<net::OutboundResponse> Exchange::send(const ConnectorConfig& con
   const char* outcome = res.outcome == net::SendOutcome::response   ? "response"
                         : res.outcome == net::SendOutcome::not_sent ? "not_sent"
                                                                     : "unknown";
+  obs::metrics::observe_gateway_call(connector.id, flow, outcome,
+                                     std::chrono::duration<double>(res.latency).count());
   if (res.outcome == net::SendOutcome::response)
-    spdlog::debug("gateway call connector={} flow={} outcome={} status={} latency_us={}", connector.id,
-                  to_string(flow), outcome, res.status, res.latency.count());
+    spdlog::debug("gateway call connector={} flow={} outcome={} status={} latency_us={}", connector.id, flow,
+                  outcome, res.status, res.latency.count());
   else
-    spdlog::warn("gateway call connector={} flow={} outcome={} error=\"{}\" latency_us={}", connector.id,
-                 to_string(flow), outcome, res.error, res.latency.count());
+    spdlog::warn("gateway call connector={} flow={} outcome={} error=\"{}\" latency_us={}", connector.id, flow,
+                 outcome, res.error, res.latency.count());
   co_return res;
 }
 
@@ -135,7 +143,7 @@ asio::awaitable<std::optional<std::string>> Exchange::access_token(const Connect
 
     std::optional<AccessToken> fetched;
     if (auto req = provider.build_access_token()) {
-      auto res = co_await send(connector, Flow::authorize, std::move(*req));
+      auto res = co_await call(connector, "token", std::move(*req));
       if (res.outcome == net::SendOutcome::response) {
         fetched = provider.parse_access_token(res);
         if (!fetched) error = "the gateway refused the access token request (HTTP " + std::to_string(res.status) + ")";

@@ -1,6 +1,7 @@
 #pragma once
 // The one place that talks to gateways: turns a provider's WireRequest into an HTTP call on the
-// connector's base URL with the connector's timeouts, and logs the flow's outcome (never bodies).
+// connector's base URL with the connector's timeouts, logs the flow's outcome (never bodies) and
+// records it in the metrics.
 // For gateways whose calls carry an access token it keeps one token per connector, refreshed
 // before it expires by a single fetch that concurrent calls share, and refreshed once more when a
 // call is refused for its token.
@@ -44,6 +45,9 @@ class Exchange {
  private:
   std::shared_ptr<CircuitBreaker> breaker(const ConnectorConfig& connector);
   struct TokenSlot;
+  // Sends and records the call under the flow's name ("token" for access token requests).
+  boost::asio::awaitable<net::OutboundResponse> call(const ConnectorConfig& connector, std::string_view flow,
+                                                     WireRequest w);
   boost::asio::awaitable<std::optional<std::string>> access_token(const ConnectorConfig& connector,
                                                                   const Provider& provider, std::string refused,
                                                                   std::string& error);

@@ -1,10 +1,13 @@
 // paymux: the payment orchestration service.
 //   paymux --config FILE                  run
 //   paymux --check-config --config FILE   validate the configuration and exit
+//   paymux backup --config FILE --to OUT  copy the live SQLite store to OUT (online backup)
 #include "service/app.hpp"
 #include "service/core/orchestrator.hpp"
 #include "service/http/server.hpp"
 #include "service/obs/log.hpp"
+#include "service/obs/metrics.hpp"
+#include "service/store/sqlite/backup.hpp"
 #include "service/core/clock.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -25,7 +28,23 @@ using namespace paymux;
 namespace {
 
 void usage() {
-  std::cerr << "usage: paymux --config FILE [--check-config]\n";
+  std::cerr << "usage: paymux --config FILE [--check-config]\n"
+               "       paymux backup --config FILE --to OUT\n";
+}
+
+int backup(const Config& config, const std::string& to) {
+  if (!config.storage.is_sqlite()) {
+    std::cerr << "paymux backup: only a sqlite:// store can be copied this way\n";
+    return 1;
+  }
+  try {
+    auto r = store::sqlite::backup_database(config.storage.sqlite_path(), to);
+    std::cout << "backup written to " << to << " (" << r.pages << " pages, " << r.bytes << " bytes)\n";
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "paymux backup: " << e.what() << "\n";
+    return 1;
+  }
 }
 
 // Keys are kept at least 24 h, then pruned hourly.
@@ -48,16 +67,19 @@ asio::awaitable<void> prune_idempotency_keys(store::Store& store) {
 
 int main(int argc, char** argv) {
   std::string config_path;
+  std::string backup_to;
   bool check_only = false;
-  for (int i = 1; i < argc; ++i) {
+  const bool backup_command = argc > 1 && !std::strcmp(argv[1], "backup");
+  for (int i = backup_command ? 2 : 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--config") && i + 1 < argc) config_path = argv[++i];
-    else if (!std::strcmp(argv[i], "--check-config")) check_only = true;
+    else if (!std::strcmp(argv[i], "--check-config") && !backup_command) check_only = true;
+    else if (!std::strcmp(argv[i], "--to") && i + 1 < argc && backup_command) backup_to = argv[++i];
     else {
       usage();
       return 2;
     }
   }
-  if (config_path.empty()) {
+  if (config_path.empty() || (backup_command && backup_to.empty())) {
     usage();
     return 2;
   }
@@ -69,6 +91,7 @@ int main(int argc, char** argv) {
     std::cerr << "paymux: configuration error: " << e.what() << "\n";
     return 1;
   }
+  if (backup_command) return backup(config, backup_to);
   if (check_only) {
     try {
       // Building the connectors checks every provider's credentials too.
@@ -92,6 +115,10 @@ int main(int argc, char** argv) {
     spdlog::critical("start-up failed: {}", e.what());
     return 1;
   }
+
+  // Every connector's circuit starts closed.
+  for (const auto& m : config.merchants)
+    for (const auto& c : m.connectors) obs::metrics::set_circuit_state(c.id, 0);
 
   http::Router router;
   register_routes(router, *app);

@@ -4,7 +4,8 @@
 set -euo pipefail
 want=(g++ cmake ninja-build pkg-config ca-certificates curl
       libboost1.81-all-dev libboost-json1.81-dev libboost-url1.81-dev
-      libssl-dev libspdlog-dev libyaml-cpp-dev libsqlite3-dev libqrencode-dev)
+      libssl-dev libspdlog-dev libyaml-cpp-dev libsqlite3-dev libqrencode-dev
+      prometheus-cpp-dev)
 case "${1:-build}" in
   test)  want+=(catch2 python3 nodejs npm wrk chromium) ;;
   bench) want+=(wrk python3) ;;

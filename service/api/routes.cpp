@@ -3,6 +3,7 @@
 #include "service/api/checkout.hpp"
 #include "service/core/clock.hpp"
 #include "service/core/crypto.hpp"
+#include "service/obs/metrics.hpp"
 
 #include <boost/json/serialize.hpp>
 
@@ -123,6 +124,24 @@ void register_routes(http::Router& router, App& app) {
     co_return http::text_response(ok ? http::bhttp::status::ok : http::bhttp::status::service_unavailable,
                                   ok ? "ready\n" : "not ready\n", ctx.req);
   });
+
+  if (app.config.server.metrics)
+    router.add(verb::get, "/metrics", [&app](RequestContext& ctx) -> asio::awaitable<Response> {
+      // The backlog gauges are read from the store at each scrape; a store that cannot answer
+      // leaves their last values (readiness reports it).
+      try {
+        const auto b = co_await app.store->backlog(now_ms());
+        obs::metrics::set_webhook_backlog("pending", b.webhook_pending);
+        obs::metrics::set_webhook_backlog("disabled", b.webhook_disabled);
+        obs::metrics::set_reconciler_backlog(b.reconcile_due);
+      } catch (const std::exception&) {
+      }
+      for (const auto& c : app.exchange.circuits())
+        obs::metrics::set_circuit_state(c.connector, static_cast<int>(c.state));
+      auto res = http::text_response(http::bhttp::status::ok, obs::metrics::serialize(), ctx.req);
+      res.set(http::bhttp::field::content_type, obs::metrics::kContentType);
+      co_return res;
+    });
 
   // Gateway-facing endpoints.
   auto notify = [&app](RequestContext& ctx) -> asio::awaitable<Response> {

@@ -360,13 +360,14 @@ void parse_listen(const std::string& text, const std::string& path, ServerConfig
 }
 
 ServerConfig parse_server(const Section& s) {
-  s.allow_only({"listen", "public_url", "threads", "limits"});
+  s.allow_only({"listen", "public_url", "threads", "metrics", "limits"});
   ServerConfig out;
   if (const auto* n = s.find("listen")) parse_listen(scalar_string(*n, s.sub("listen")), s.sub("listen"), out);
   if (const auto* n = s.find("public_url"))
     out.public_url = http_base_url(scalar_string(*n, s.sub("public_url")), s.sub("public_url"));
   if (const auto* n = s.find("threads"))
     out.threads = static_cast<unsigned>(parse_uint(*n, s.sub("threads"), 0, 4096));
+  if (const auto* n = s.find("metrics")) out.metrics = parse_bool(*n, s.sub("metrics"));
 
   if (const auto* n = s.find("limits")) {
     const Section l(*n, s.sub("limits"));

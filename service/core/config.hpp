@@ -38,6 +38,7 @@ struct ServerConfig {
   std::uint16_t listen_port = 8080;
   std::string public_url = "http://localhost:8080";  // no trailing slash
   unsigned threads = 0;                              // 0: one per core
+  bool metrics = true;                               // GET /metrics served (without an API key)
   ServerLimits limits;
 };
 

@@ -5,6 +5,7 @@
 #include "service/core/json.hpp"
 #include "service/core/money.hpp"
 #include "service/core/views.hpp"
+#include "service/obs/metrics.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -178,6 +179,9 @@ asio::awaitable<PaymentRecord> Orchestrator::update_payment(std::string id, Muta
     change.payment = after;
     if (co_await store_.apply_payment_change(std::move(change))) {
       after.version = before.version + 1;
+      if (after.status != before.status)
+        spdlog::info("payment={} merchant={} connector={} status {} -> {}", after.id, after.merchant, after.connector,
+                     to_string(before.status), to_string(after.status));
       co_return after;
     }
     current.reset();  // someone else changed it: read again and re-decide
@@ -580,6 +584,7 @@ asio::awaitable<http::Response> Orchestrator::handle_notification(std::string co
   rec.raw = raw_of(ctx);
   rec.verification = std::string(providers::to_string(n.verification));
   rec.dedup_key = n.dedup_key;
+  obs::metrics::count_notification(connector_id, rec.verification);
 
   try {
     if (n.verification != providers::Verification::verified) {

@@ -24,7 +24,7 @@ std::vector<std::string_view> split_path(std::string_view path) {
 }  // namespace
 
 void Router::add(bhttp::verb method, std::string pattern, Handler handler) {
-  Route r{method, {}, std::move(handler)};
+  Route r{method, pattern, {}, std::move(handler)};
   for (auto part : split_path(pattern)) r.segments.emplace_back(part);
   routes_.push_back(std::move(r));
 }
@@ -63,6 +63,7 @@ asio::awaitable<Response> Router::dispatch(RequestContext& ctx) const {
     allow += std::string(bhttp::to_string(r.method));
   }
   if (!found) {
+    ctx.route = "unmatched";
     if (!allow.empty()) {
       auto res = error_response({405, ErrorType::invalid_request_error, "method_not_allowed",
                                  "Method " + std::string(ctx.req.method_string()) + " is not allowed here.", {}},
@@ -74,6 +75,7 @@ asio::awaitable<Response> Router::dispatch(RequestContext& ctx) const {
                              ctx.req.version(), ctx.req.keep_alive());
   }
   match(*found, parts, &ctx);
+  ctx.route = found->pattern;
   std::exception_ptr failure;
   try {
     co_return co_await found->handler(ctx);

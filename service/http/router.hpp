@@ -20,6 +20,7 @@ class Router {
  private:
   struct Route {
     bhttp::verb method;
+    std::string pattern;
     std::vector<std::string> segments;  // "{name}" for a capture
     Handler handler;
   };

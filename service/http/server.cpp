@@ -1,6 +1,7 @@
 #include "service/http/server.hpp"
 
 #include "service/core/ids.hpp"
+#include "service/obs/metrics.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -210,6 +211,12 @@ asio::awaitable<void> Server::session(std::shared_ptr<State> state, tcp::socket 
     const bool keep = res.keep_alive();
     stream.expires_after(o.write_timeout);
     auto [wec, wn] = co_await bhttp::async_write(stream, res, use_nothrow);
+    obs::metrics::observe_http(early ? std::string_view("unparsed") : ctx.route,
+                               early ? std::string_view("unknown")
+                               : ctx.req.method() == bhttp::verb::unknown ? std::string_view("other")
+                                                                           : std::string_view(ctx.req.method_string()),
+                               res.result_int(),
+                               std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     if (wec || !keep) break;
   }
   boost::system::error_code ec;

@@ -25,6 +25,7 @@ struct RequestContext {
   std::string remote_addr;  // peer address, for logs and notification audit
   std::string_view path;    // target without the query string
   std::string_view query;   // after '?', without it; empty when absent
+  std::string_view route;   // the matched route's pattern, for metrics; empty until routed
   std::vector<std::pair<std::string, std::string>> params;  // {name} captures of the route
 
   std::string_view param(std::string_view name) const {

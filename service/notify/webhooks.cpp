@@ -4,6 +4,7 @@
 #include "service/core/crypto.hpp"
 #include "service/core/ids.hpp"
 #include "service/net/address_policy.hpp"
+#include "service/obs/metrics.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -301,7 +302,7 @@ asio::awaitable<void> deliver(std::shared_ptr<Shared> sh, std::shared_ptr<Lane> 
       case Verdict::delivered:
         r.state = store::DeliveryState::delivered;
         r.attempt.outcome = "delivered";
-        spdlog::debug("webhook {} -> {}: delivered ({}) in {} ms", d.event_id, d.merchant, res.status,
+        spdlog::debug("webhook {} merchant={}: delivered ({}) in {} ms", d.event_id, d.merchant, res.status,
                       r.attempt.latency_ms);
         break;
       case Verdict::disable:
@@ -323,7 +324,7 @@ asio::awaitable<void> deliver(std::shared_ptr<Shared> sh, std::shared_ptr<Lane> 
           r.state = store::DeliveryState::pending;
           r.attempt.outcome = "retry";
           r.next_attempt_at = now_ms() + wait->count();
-          spdlog::debug("webhook {} -> {}: {}; retry {} in {} ms", d.event_id, d.merchant, r.attempt.error,
+          spdlog::debug("webhook {} merchant={}: {}; retry {} in {} ms", d.event_id, d.merchant, r.attempt.error,
                         r.failures, wait->count());
         } else {
           r.state = store::DeliveryState::failed;
@@ -334,6 +335,7 @@ asio::awaitable<void> deliver(std::shared_ptr<Shared> sh, std::shared_ptr<Lane> 
         break;
       }
     }
+    obs::metrics::count_webhook_delivery(r.attempt.outcome);
     ++lane->unrecorded;
     lane->results.push_back(std::move(r));
     if (!lane->recording) {

@@ -4,6 +4,9 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <array>
+#include <cctype>
 #include <chrono>
 #include <ctime>
 
@@ -32,7 +35,62 @@ void append_json_string(std::string_view s, spdlog::memory_buf_t& out) {
   out.push_back('"');
 }
 
-// {"ts":"...","level":"info","service":"paymux","msg":"..."}
+// Context named in a message as `key=value` (request_id=..., merchant=..., payment=...,
+// connector=...) is repeated as a field of its own, so that log queries need not parse messages.
+constexpr std::array<std::pair<std::string_view, std::string_view>, 8> kContextKeys{{
+    {"request_id", "request_id"},
+    {"merchant", "merchant"},
+    {"payment", "payment_id"},
+    {"payment_id", "payment_id"},
+    {"refund", "refund_id"},
+    {"connector", "connector"},
+    {"flow", "flow"},
+    {"outcome", "outcome"},
+}};
+
+// Only the text before the first quote is read: quoted parts carry outside input (order numbers,
+// error texts) that must not pose as context.
+void append_context(std::string_view msg, spdlog::memory_buf_t& out) {
+  msg = msg.substr(0, msg.find_first_of("'\""));
+  std::array<bool, kContextKeys.size()> seen{};
+  std::size_t i = 0;
+  while (i < msg.size()) {
+    const auto end = std::min(msg.find(' ', i), msg.size());
+    const auto token = msg.substr(i, end - i);
+    i = end + 1;
+    const auto eq = token.find('=');
+    std::string_view key, value;
+    if (eq != std::string_view::npos && eq != 0) {
+      key = token.substr(0, eq);
+      value = token.substr(eq + 1);
+    } else if (token.substr(0, 4) == "pay_") {  // a payment id named in passing: "payment pay_...:"
+      key = "payment";
+      value = token;
+    } else {
+      continue;
+    }
+    while (!value.empty() && (value.back() == ',' || value.back() == ';' || value.back() == ':')) value.remove_suffix(1);
+    const bool plain = std::all_of(value.begin(), value.end(), [](unsigned char c) {
+      return std::isalnum(c) || c == '_' || c == '-' || c == '.' || c == ':';
+    });
+    if (value.empty() || !plain) continue;
+    for (std::size_t k = 0; k < kContextKeys.size(); ++k) {
+      if (kContextKeys[k].first != key) continue;
+      const auto field = kContextKeys[k].second;
+      bool dup = false;  // "payment" and "payment_id" name one field
+      for (std::size_t j = 0; j < kContextKeys.size(); ++j) dup |= seen[j] && kContextKeys[j].second == field;
+      if (dup) break;
+      seen[k] = true;
+      out.push_back(',');
+      append_json_string(field, out);
+      out.push_back(':');
+      append_json_string(value, out);
+      break;
+    }
+  }
+}
+
+// {"ts":"...","level":"info","service":"paymux","msg":"...","connector":"..."}
 class JsonFormatter final : public spdlog::formatter {
  public:
   explicit JsonFormatter(std::string service) : service_(std::move(service)) {}
@@ -53,6 +111,7 @@ class JsonFormatter final : public spdlog::formatter {
     append_json_string(service_, dest);
     dest.append(std::string_view(",\"msg\":"));
     append_json_string(std::string_view(msg.payload.data(), msg.payload.size()), dest);
+    append_context(std::string_view(msg.payload.data(), msg.payload.size()), dest);
     dest.append(std::string_view("}\n"));
   }
   std::unique_ptr<spdlog::formatter> clone() const override { return std::make_unique<JsonFormatter>(service_); }

@@ -22,6 +22,13 @@ struct StoreUnavailable : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Work waiting, for the operations metrics.
+struct Backlog {
+  std::int64_t webhook_pending = 0;   // outbox rows waiting to be sent
+  std::int64_t webhook_disabled = 0;  // outbox rows held for a disabled endpoint
+  std::int64_t reconcile_due = 0;     // pending payments whose check is due
+};
+
 struct IdempotencyBegin {
   IdempotencyRecord record;  // state in_progress
 };
@@ -61,8 +68,9 @@ class Store {
  public:
   virtual ~Store() = default;
 
-  // Readiness: migrations done and the database answers.
+  // Readiness: migrations done and the database answers, writes included.
   virtual asio::awaitable<bool> ping() = 0;
+  virtual asio::awaitable<Backlog> backlog(std::int64_t now) = 0;
 
   // Payments
   virtual asio::awaitable<CreatePaymentResult> create_payment(PaymentRecord p,

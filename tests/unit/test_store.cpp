@@ -1,7 +1,11 @@
 // The SQLite store: conditional updates, events in the same transaction, idempotency keys, refund
-// reservations, group commit under concurrency, and durability across reopening.
+// reservations, group commit under concurrency, durability across reopening; and for operations the
+// backlog counts, commit metrics, background migrations and the online backup.
 #include "service/core/clock.hpp"
 #include "service/core/ids.hpp"
+#include "service/obs/metrics.hpp"
+#include "service/store/sqlite/backup.hpp"
+#include "service/store/sqlite/db.hpp"
 #include "service/store/sqlite/sqlite_store.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -13,6 +17,7 @@
 #include <filesystem>
 #include <string>
 #include <vector>
+#include <thread>
 
 using namespace paymux;
 using namespace paymux::store;
@@ -56,6 +61,14 @@ IdempotencyRecord key(const std::string& merchant, const std::string& k, const s
   r.resource_id = resource;
   r.created_at = now_ms();
   return r;
+}
+
+// A processing payment whose reconciliation check is due at next_check_at.
+PaymentRecord pending(std::int64_t next_check_at) {
+  auto p = payment("acme", new_id("REF-"));
+  p.status = PaymentStatus::processing;
+  p.next_check_at = next_check_at;
+  return p;
 }
 
 }  // namespace
@@ -218,4 +231,63 @@ TEST_CASE("due payments are claimed once per lease, per connector, and again onc
   REQUIRE(later.size() == 1);
   CHECK(later[0].id == ids[1]);
   CHECK(later[0].check_count == 1);
+}
+
+// --- operations: backlog counts, commit metrics, background migrations, online backup ---------
+
+TEST_CASE("the store counts its backlog and records its group commits", "[ops]") {
+  auto store = sqlite::open_sqlite_store({temp_db()});
+  const auto commits = [] {
+    const std::string text = obs::metrics::serialize(), series = "\npaymux_store_commit_duration_seconds_count ";
+    const auto at = text.find(series);
+    return at == std::string::npos ? 0.0 : std::stod(text.substr(at + series.size()));
+  };
+  const double before = commits();
+  const auto now = now_ms();
+  run([&]() { return store->create_payment(pending(now - 1000), std::nullopt); });
+  run([&]() { return store->create_payment(pending(now - 10), std::nullopt); });
+  run([&]() { return store->create_payment(pending(now + 60000), std::nullopt); });
+  auto b = run([&]() { return store->backlog(now); });
+  CHECK(b.reconcile_due == 2);
+  CHECK(b.webhook_pending == 0);
+  CHECK(b.webhook_disabled == 0);
+  CHECK(commits() >= before + 3);
+}
+
+TEST_CASE("background migrations: not ready while the database is locked, then ready", "[ops]") {
+  const auto path = temp_db();
+  sqlite::Db lock(path, false);
+  lock.exec("CREATE TABLE held (x); BEGIN EXCLUSIVE; DROP TABLE held");
+  sqlite::SqliteOptions o;
+  o.path = path;
+  o.background_migrations = true;
+  auto store = sqlite::open_sqlite_store(o);
+  CHECK_FALSE(run([&]() { return store->ping(); }));
+  // A read queued meanwhile waits for the schema rather than failing.
+  asio::io_context ioc;
+  auto later = asio::co_spawn(ioc, store->get_payment("pay_none"), asio::use_future);
+  std::thread t([&] { ioc.run(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(later.wait_for(std::chrono::milliseconds(0)) == std::future_status::timeout);
+  lock.exec("COMMIT");
+  CHECK_FALSE(later.get().has_value());
+  t.join();
+  CHECK(run([&]() { return store->ping(); }));
+}
+
+TEST_CASE("online backup of a live store is a consistent copy", "[ops]") {
+  const auto path = temp_db();
+  auto store = sqlite::open_sqlite_store({path});
+  const auto p = payment("acme", "REF-backup");
+  run([&]() { return store->create_payment(p, std::nullopt); });
+  const auto target = std::filesystem::path(path).parent_path() / "copy.db";
+  auto r = sqlite::backup_database(path, target.string());
+  CHECK(r.pages > 0);
+  CHECK(r.bytes > 0);
+  CHECK_FALSE(std::filesystem::exists(target.string() + ".partial"));
+  auto copy = sqlite::open_sqlite_store({target.string()});
+  auto got = run([&]() { return copy->get_payment(p.id); });
+  REQUIRE(got.has_value());
+  CHECK(got->amount == 1999);
+  CHECK_THROWS(sqlite::backup_database(path + ".missing", target.string()));
 }

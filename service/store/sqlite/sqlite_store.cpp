@@ -2,12 +2,15 @@
 
 #include "service/store/sqlite/db.hpp"
 #include "service/store/sqlite/migrations.hpp"
+#include "service/obs/metrics.hpp"
 
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
@@ -175,10 +178,13 @@ class SqliteStore final : public Store {
   explicit SqliteStore(SqliteOptions o) : options_(std::move(o)) {
     if (auto dir = std::filesystem::path(options_.path).parent_path(); !dir.empty())
       std::filesystem::create_directories(dir);
-    {
+    if (!options_.background_migrations) {
       Db db(options_.path, false);
       db.exec("PRAGMA journal_mode=WAL");
       migrate(db);
+      migrated_ = true;
+    } else {
+      Db check(options_.path, false);  // an unusable path fails start-up at once
     }
     writer_ = std::thread([this] { writer_loop(); });
     for (unsigned i = 0; i < std::max(1u, options_.reader_threads); ++i)
@@ -186,6 +192,11 @@ class SqliteStore final : public Store {
   }
 
   ~SqliteStore() override {
+    {
+      std::lock_guard lock(migrated_mutex_);
+      closing_ = true;
+    }
+    migrated_cv_.notify_all();
     writes_.close();
     reads_.close();
     if (writer_.joinable()) writer_.join();
@@ -193,11 +204,30 @@ class SqliteStore final : public Store {
       if (t.joinable()) t.join();
   }
 
+  // Goes through the writer: a database that cannot take a write transaction is not ready.
   asio::awaitable<bool> ping() override {
-    return read<bool>([](Db& db) {
-      SQL q = "SELECT 1";
+    if (!migrated_) return answer(false);
+    return write<bool>([](Db& db) {
+      SQL q = "SELECT COUNT(*) FROM schema_migrations";
       auto s = db.prepare(q);
       return s.step();
+    });
+  }
+
+  asio::awaitable<Backlog> backlog(std::int64_t now) override {
+    return read<Backlog>([now](Db& db) {
+      SQL w = "SELECT state, COUNT(*) FROM webhook_deliveries WHERE state IN ('pending', 'disabled') GROUP BY state";
+      SQL r = "SELECT COUNT(*) FROM payments WHERE status IN ('created', 'requires_action', 'processing')"
+              " AND next_check_at <= ?1";
+      Backlog b;
+      {
+        auto s = db.prepare(w);
+        while (s.step()) (s.text(0) == "pending" ? b.webhook_pending : b.webhook_disabled) = s.int64(1);
+      }
+      auto s = db.prepare(r);
+      s.bind(1, now);
+      if (s.step()) b.reconcile_due = s.int64(0);
+      return b;
     });
   }
 
@@ -850,7 +880,35 @@ class SqliteStore final : public Store {
     }
   }
 
+  // Background migrations: retried until they succeed (a locked or unreachable database at
+  // start-up keeps the service "not ready" instead of stopping it); readers wait for them.
+  void migrate_in_background() {
+    for (int attempt = 1; !migrated_; ++attempt) {
+      try {
+        Db db(options_.path, false);
+        db.exec("PRAGMA journal_mode=WAL");
+        migrate(db);
+        std::lock_guard lock(migrated_mutex_);
+        migrated_ = true;
+      } catch (const std::exception& e) {
+        spdlog::warn("store: migrations not applied (attempt {}): {}; retrying", attempt, e.what());
+        std::unique_lock lock(migrated_mutex_);
+        if (migrated_cv_.wait_for(lock, std::chrono::seconds(1), [this] { return closing_; })) return;
+      }
+    }
+    migrated_cv_.notify_all();
+  }
+
+  // Readers start once the schema is there; false when the store closed first.
+  bool wait_migrated() {
+    std::unique_lock lock(migrated_mutex_);
+    migrated_cv_.wait(lock, [this] { return migrated_ || closing_; });
+    return migrated_;
+  }
+
   void writer_loop() {
+    if (options_.background_migrations) migrate_in_background();
+    if (!migrated_) return fail_queued(writes_);
     std::unique_ptr<Db> db;
     std::vector<Job> batch;
     for (;;) {
@@ -863,6 +921,7 @@ class SqliteStore final : public Store {
           db = std::make_unique<Db>(options_.path, false);
           db->exec("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA journal_mode=WAL");
         }
+        const auto started = std::chrono::steady_clock::now();
         db->exec("BEGIN IMMEDIATE");
         for (std::size_t i = 0; i < batch.size(); ++i) {
           try {
@@ -872,6 +931,8 @@ class SqliteStore final : public Store {
           }
         }
         db->exec("COMMIT");
+        obs::metrics::observe_store_commit(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(), batch.size());
       } catch (const std::exception& e) {
         spdlog::error("store commit failed: {}", e.what());
         commit_error = std::make_exception_ptr(StoreUnavailable(e.what()));
@@ -887,7 +948,17 @@ class SqliteStore final : public Store {
     }
   }
 
+  // Closed before the schema was there: whatever was queued fails.
+  static void fail_queued(JobQueue& queue) {
+    std::vector<Job> rest;
+    while (queue.take(rest, 1024)) {
+      for (auto& job : rest) job.finish(std::make_exception_ptr(StoreUnavailable("store closed")));
+      rest.clear();
+    }
+  }
+
   void reader_loop() {
+    if (!wait_migrated()) return fail_queued(reads_);
     std::unique_ptr<Db> db;
     std::vector<Job> batch;
     for (;;) {
@@ -932,6 +1003,7 @@ class SqliteStore final : public Store {
   }
 
   static asio::awaitable<void> discard(asio::awaitable<Unit> a) { co_await std::move(a); }
+  static asio::awaitable<bool> answer(bool value) { co_return value; }
 
   // Plain functions, not coroutines: GCC 12 destroys a lambda passed by value to a coroutine
   // twice (the callers pass their job lambdas as temporaries), which freed captured strings twice.
@@ -949,6 +1021,10 @@ class SqliteStore final : public Store {
   JobQueue reads_;
   std::thread writer_;
   std::vector<std::thread> readers_;
+  std::atomic<bool> migrated_{false};
+  bool closing_ = false;
+  std::mutex migrated_mutex_;
+  std::condition_variable migrated_cv_;
 };
 
 }  // namespace
@@ -966,6 +1042,7 @@ std::unique_ptr<Store> open_store(const std::string& url) {
   if (url.rfind(scheme, 0) == 0) {
     sqlite::SqliteOptions o;
     o.path = url.substr(scheme.size());
+    o.background_migrations = true;
     return sqlite::open_sqlite_store(std::move(o));
   }
   throw std::invalid_argument("unsupported storage url (this build supports sqlite://)");

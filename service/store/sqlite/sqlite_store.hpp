@@ -15,6 +15,10 @@ struct SqliteOptions {
   std::string path;
   unsigned reader_threads = 2;
   std::size_t max_batch = 1024;
+  // false: migrations run in open_sqlite_store, which throws when they fail. true: the writer thread
+  // runs them (retrying while the database is locked or unreachable), operations wait for them and
+  // ping() answers false meanwhile, so that the service can listen and report "not ready".
+  bool background_migrations = false;
 };
 
 std::unique_ptr<Store> open_sqlite_store(SqliteOptions options);
