@@ -426,8 +426,8 @@ ReconcilerConfig parse_reconciler(const Section& s) {
   out.max_interval = base.max_interval;
   if (const auto* n = s.find("schedule"); n != nullptr && !n->IsNull()) {
     Section sched(*n, s.sub("schedule"));
-    sched.allow_only({"created", "requires_action", "processing", "refund_pending"});
-    for (const char* status : {"created", "requires_action", "processing", "refund_pending"})
+    sched.allow_only({"created", "requires_action", "processing"});
+    for (const char* status : {"created", "requires_action", "processing"})
       if (const auto* e = sched.find(status)) {
         Section entry(*e, sched.sub(status));
         entry.allow_only({"first_check_ms", "max_interval_ms"});

@@ -69,7 +69,7 @@ struct CheckSchedule {
 struct ReconcilerConfig {
   std::chrono::milliseconds first_check{30000};
   std::chrono::milliseconds max_interval{3600000};
-  // Per status (created, requires_action, processing; refund_pending for refunds): overrides the
+  // Per payment status (created, requires_action, processing): overrides the
   // two values above (`schedule:` in the YAML).
   std::map<std::string, CheckSchedule, std::less<>> schedule;
   std::chrono::milliseconds expiry_grace{600000};
