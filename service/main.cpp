@@ -1,7 +1,10 @@
 // paymux: the payment orchestration service.
 //   paymux --config FILE                  run
 //   paymux --check-config --config FILE   validate the configuration and exit
+//   paymux <provider> <command> ...       connector commands (service/cli.hpp)
 #include "service/app.hpp"
+#include "service/cli.hpp"
+#include "service/core/issued_credentials.hpp"
 #include "service/core/orchestrator.hpp"
 #include "service/http/server.hpp"
 #include "service/obs/log.hpp"
@@ -25,7 +28,8 @@ using namespace paymux;
 namespace {
 
 void usage() {
-  std::cerr << "usage: paymux --config FILE [--check-config]\n";
+  std::cerr << "usage: paymux --config FILE [--check-config]\n"
+               "       paymux <provider> activate --connector ID --code CODE [--config FILE]\n";
 }
 
 // Keys are kept at least 24 h, then pruned hourly.
@@ -47,6 +51,7 @@ asio::awaitable<void> prune_idempotency_keys(store::Store& store) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && argv[1][0] != '-') return run_connector_command(argc, argv);
   std::string config_path;
   bool check_only = false;
   for (int i = 1; i < argc; ++i) {
@@ -93,6 +98,7 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  CredentialKeeper credentials(config, *app->store, app->exchange, app->connectors);
   http::Router router;
   register_routes(router, *app);
   http::ServerOptions so;
@@ -115,6 +121,7 @@ int main(int argc, char** argv) {
     try {
       // Endpoints first: an event written from now on finds its merchant's webhook URL.
       co_await app->webhooks.start();
+      co_await credentials.load();  // gateway-issued credentials before the first gateway call
       co_await app->orchestrator.settle_interrupted();
       app->ready = true;
       spdlog::info("paymux ready");
@@ -124,6 +131,8 @@ int main(int argc, char** argv) {
     co_await prune_idempotency_keys(*app->store);
   }, asio::detached);
   asio::co_spawn(ioc, [&]() -> asio::awaitable<void> { co_await app->orchestrator.run_reconciler(); }, asio::detached);
+  asio::co_spawn(ioc, [&]() -> asio::awaitable<void> { co_await credentials.run(config.reconciler.tick); },
+                 asio::detached);
 
   // Graceful shutdown: stop accepting, let in-flight requests finish within the grace period.
   asio::signal_set signals(ioc, SIGINT, SIGTERM);

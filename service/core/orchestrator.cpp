@@ -94,6 +94,11 @@ Orchestrator::Orchestrator(const Config& config, store::Store& store, providers:
   reconcile_options.expiry_grace_ms = r.expiry_grace.count();
   reconcile_options.tick = r.tick;
   reconcile_options.batch = r.batch;
+  // A claimed payment's check takes at most one gateway call: lease it for the longest of those.
+  std::int64_t longest = 0;
+  for (const auto& m : config.merchants)
+    for (const auto& c : m.connectors) longest = std::max<std::int64_t>(longest, (c.connect_timeout + c.timeout).count());
+  reconcile_options.lease_ms = longest + 5000;
 }
 
 std::string Orchestrator::payment_body(const PaymentRecord& p) const {
@@ -154,6 +159,46 @@ bool Orchestrator::absorb(PaymentRecord& p, const providers::PaymentResult& r) {
     p.failure_json = ser(r.failure->to_json());
   if (p.status == PaymentStatus::refunded) p.amount_refunded = p.amount;
   return true;
+}
+
+namespace {
+
+bool has_provider_flag(const PaymentRecord& p, std::string_view key) {
+  auto data = json::parse_stored(p.provider_data_json);
+  return data.is_object() && data.get_object().contains(key);
+}
+
+void set_provider_flag(PaymentRecord& p, std::string_view key, const std::string& value) {
+  auto data = json::parse_stored(p.provider_data_json);
+  if (!data.is_object()) data = boost::json::object();
+  data.get_object()[key] = value;
+  p.provider_data_json = ser(data);
+}
+
+}  // namespace
+
+bool Orchestrator::note_review(PaymentRecord& p, Extras& x, const std::string& review) const {
+  if (review.empty()) return false;
+  auto data = json::parse_stored(p.provider_data_json);
+  const bool flagged = data.is_object() && data.get_object().contains("review");
+  if (flagged && json::str(data.get_object(), "review") == review) return false;
+  set_provider_flag(p, "review", review);
+  if (flagged) return true;  // in review already: the newest word is kept, one event is enough
+  spdlog::warn("payment {}: gateway answer {} needs review", p.id, review);
+  boost::json::object object = payment_json(p, config_.server.public_url);
+  boost::json::object detail;
+  detail["reason"] = "provider_uncertain";
+  detail["provider_status"] = review;
+  detail["connector"] = p.connector;
+  object["review"] = std::move(detail);
+  x.events.emplace_back("payment.review", std::move(object));
+  return true;
+}
+
+std::optional<providers::FollowUp> Orchestrator::follow_up_of(const PaymentRecord& p, std::int64_t now) const {
+  const auto* k = connectors_.find(p.connector);
+  if (!k || has_provider_flag(p, "review") || has_provider_flag(p, "auto_cancel")) return std::nullopt;
+  return k->provider->follow_up(p, now);
 }
 
 asio::awaitable<PaymentRecord> Orchestrator::update_payment(std::string id, Mutator mutate,
@@ -360,10 +405,14 @@ asio::awaitable<Result> Orchestrator::create_payment(CreatePaymentCommand c) {
           // The gateway may have the payment: reconciliation settles it.
           providers::PaymentResult r;
           r.status = PaymentStatus::processing;
+          r.provider_payment_id = result.provider_payment_id;  // when the gateway named its order
+          r.provider_data = result.provider_data;
           absorb(rec, r);
         } else {
           absorb(rec, result);
         }
+        note_review(rec, x, result.review);
+        if (auto plan = follow_up_of(rec, now_ms())) rec.next_check_at = plan->next_check_at;
         x.idempotency = key_done(unknown ? 202 : 201, std::nullopt);
         return true;
       },
@@ -428,7 +477,22 @@ asio::awaitable<Result> Orchestrator::cancel_payment(std::string merchant, std::
   auto result = k->provider->parse_cancel(res, *p);
   if (result.unknown)
     co_return ApiError{502, ErrorType::provider_error, "provider_error", "The gateway cancel failed: " + result.error, {}};
-  auto after = co_await update_payment(p->id, [&](PaymentRecord& rec, Extras&) { return absorb(rec, result); });
+  if (!result.status && result.review.empty() && result.failure) {
+    // Refused: the payment may have moved on at the gateway (paid meanwhile). Learn where it is.
+    if (auto learned = co_await query_now(*k, *p))
+      co_await update_payment(p->id, [&](PaymentRecord& rec, Extras& x) {
+        bool changed = absorb(rec, *learned);
+        return note_review(rec, x, learned->review) || changed;
+      });
+    co_return ApiError{409, ErrorType::invalid_request_error, "state_conflict",
+                       "The gateway refused to cancel this payment: " + result.failure->code +
+                           (result.failure->message.empty() ? "" : " (" + result.failure->message + ")") + ".",
+                       {}};
+  }
+  auto after = co_await update_payment(p->id, [&](PaymentRecord& rec, Extras& x) {
+    bool changed = absorb(rec, result);
+    return note_review(rec, x, result.review) || changed;
+  });
   co_return reply(200, payment_body(after));
 }
 
@@ -634,7 +698,8 @@ asio::awaitable<http::Response> Orchestrator::handle_notification(std::string co
         p->id,
         [&](PaymentRecord& cur, Extras& x) {
           const auto before = cur.status;
-          if (!absorb(cur, n.result)) return false;
+          bool changed = absorb(cur, n.result);
+          if (!note_review(cur, x, n.result.review) && !changed) return false;
           applied = true;
           rec.outcome = cur.status != before ? "applied" : "updated";
           x.notification = rec;
@@ -691,12 +756,71 @@ asio::awaitable<http::Response> Orchestrator::handle_return(std::string connecto
                                     config_.server.public_url + "/checkout/" + p->id, ctx.req);
 }
 
+asio::awaitable<std::optional<providers::PaymentResult>> Orchestrator::query_now(const Connector& k,
+                                                                                 const PaymentRecord& p) {
+  auto wire = k.provider->build_sync(p);
+  if (!wire) co_return std::nullopt;
+  auto res = co_await exchange_.send(*k.config, providers::Flow::sync, std::move(*wire));
+  if (res.outcome != net::SendOutcome::response) co_return std::nullopt;
+  auto r = k.provider->parse_sync(res, p);
+  if (r.unknown) co_return std::nullopt;
+  co_return r;
+}
+
+asio::awaitable<PaymentRecord> Orchestrator::cancel_after_window(const Connector& k, PaymentRecord p) {
+  // As the gateway's client algorithm says: a definite cancel (or "no such order") settles the
+  // payment; any other answer, or none, is for a person. Nothing sent: tried again next time.
+  std::optional<providers::PaymentResult> r;
+  if (auto wire = k.provider->build_cancel(p)) {
+    auto res = co_await exchange_.send(*k.config, providers::Flow::cancel, std::move(*wire));
+    if (res.outcome == net::SendOutcome::response) {
+      r = k.provider->parse_cancel(res, p);
+    } else if (res.outcome == net::SendOutcome::unknown) {
+      r.emplace();
+      r->unknown = true;
+      r->error = res.error;
+    }
+  }
+  if (!r) co_return p;
+  auto c = std::move(*r);
+  const std::string word = c.unknown                          ? std::string("cancel_no_answer")
+                           : !c.status && c.failure            ? c.failure->code
+                           : c.provider_status.empty()         ? std::string("cancel_failed")
+                                                               : c.provider_status;
+  if (c.unknown) c = {};
+  if (!c.status && c.review.empty() && c.failure) {
+    // Refused: the order may have become final meanwhile (paid, or lapsed at the gateway).
+    if (auto learned = co_await query_now(k, p); learned && learned->status && !is_pending(*learned->status))
+      c = std::move(*learned);
+  }
+  if (!c.status && c.review.empty()) c.review = word;  // refused or unanswered
+  if (c.status == PaymentStatus::canceled) {
+    const bool lapsed = p.expires_at && now_ms() >= p.expires_at;
+    if (lapsed) c.status = PaymentStatus::expired;  // its time was over: the gateway's order is closed
+    else if (!c.failure)
+      c.failure = providers::Failure{"canceled_after_timeout",
+                                     "No final answer within the gateway's polling window: cancelled at the gateway.",
+                                     word};
+  }
+  spdlog::info("payment {}: follow-up over, cancelled at the gateway: {}", p.id, word);
+  co_return co_await update_payment(p.id, [&](PaymentRecord& rec, Extras& x) {
+    absorb(rec, c);
+    set_provider_flag(rec, "auto_cancel", word);
+    note_review(rec, x, c.review);
+    return true;
+  });
+}
+
 asio::awaitable<void> Orchestrator::reconcile_one(PaymentRecord p) {
   const auto& o = reconcile_options;
   const auto* k = connectors_.find(p.connector);
   std::optional<providers::PaymentResult> learned;
   bool can_query = false;
-  if (k && k->provider->capabilities().supports(providers::Flow::sync)) {
+  const auto plan = follow_up_of(p, now_ms());
+  if (k && plan && plan->cancel) {
+    can_query = true;
+    p = co_await cancel_after_window(*k, std::move(p));
+  } else if (k && k->provider->capabilities().supports(providers::Flow::sync)) {
     if (auto wire = k->provider->build_sync(p)) {
       can_query = true;
       auto res = co_await exchange_.send(*k->config, providers::Flow::sync, std::move(*wire));
@@ -715,8 +839,9 @@ asio::awaitable<void> Orchestrator::reconcile_one(PaymentRecord p) {
   const bool expired_now = p.expires_at && now >= p.expires_at + (can_query ? 0 : o.expiry_grace_ms) &&
                            (!can_query || learned);
   if (learned || expired_now) {
-    p = co_await update_payment(p.id, [&](PaymentRecord& rec, Extras&) {
+    p = co_await update_payment(p.id, [&](PaymentRecord& rec, Extras& x) {
       bool changed = learned ? absorb(rec, *learned) : false;
+      if (learned) changed = note_review(rec, x, learned->review) || changed;
       if (expired_now && is_pending(rec.status) && !(learned && learned->status == PaymentStatus::processing)) {
         providers::PaymentResult e;
         e.status = PaymentStatus::expired;
@@ -727,11 +852,16 @@ asio::awaitable<void> Orchestrator::reconcile_one(PaymentRecord p) {
   }
   if (!is_pending(p.status)) co_return;
   const int count = p.check_count + 1;
-  std::int64_t interval = o.first_check_ms;
-  for (int i = 0; i < count && interval < o.max_interval_ms; ++i) interval *= 2;
-  interval = std::min(interval, o.max_interval_ms);
-  std::int64_t next = now + interval;
-  if (p.expires_at && p.expires_at > now) next = std::min(next, p.expires_at + (can_query ? 1000 : o.expiry_grace_ms));
+  std::int64_t next;
+  if (auto again = follow_up_of(p, now)) {
+    next = std::max(again->next_check_at, now + 100);  // a cancel that could not be sent: soon again
+  } else {
+    std::int64_t interval = o.first_check_ms;
+    for (int i = 0; i < count && interval < o.max_interval_ms; ++i) interval *= 2;
+    interval = std::min(interval, o.max_interval_ms);
+    next = now + interval;
+    if (p.expires_at && p.expires_at > now) next = std::min(next, p.expires_at + (can_query ? 1000 : o.expiry_grace_ms));
+  }
   co_await store_.schedule_check(p.id, next, count);
 }
 
@@ -740,7 +870,8 @@ asio::awaitable<void> Orchestrator::run_reconciler() {
   for (;;) {
     std::vector<PaymentRecord> due;
     try {
-      due = co_await store_.due_payments(now_ms(), reconcile_options.batch);
+      const auto now = now_ms();
+      due = co_await store_.claim_due_payments(now, reconcile_options.batch, now + reconcile_options.lease_ms);
     } catch (const std::exception& e) {
       spdlog::warn("reconciler: store unavailable: {}", e.what());
     }
@@ -780,6 +911,7 @@ asio::awaitable<void> Orchestrator::settle_interrupted() {
             r.status = PaymentStatus::processing;  // it may have reached the gateway
             absorb(rec, r);
             add_attempt(rec, rec.connector, "unknown", "interrupted by a restart", 0);
+            if (auto plan = follow_up_of(rec, now_ms())) rec.next_check_at = plan->next_check_at;
           }
           x.idempotency = [k, this](const PaymentRecord& after) -> std::optional<store::IdempotencyRecord> {
             auto done = k;

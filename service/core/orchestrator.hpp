@@ -64,6 +64,7 @@ struct ReconcileOptions {
   std::int64_t expiry_grace_ms = 600'000;
   std::chrono::milliseconds tick{1000};
   int batch = 50;
+  std::int64_t lease_ms = 60'000;  // a claimed payment is not taken by another loop meanwhile
 };
 
 class Orchestrator {
@@ -118,6 +119,17 @@ class Orchestrator {
                                                                            const std::string& id);
   // Applies what a gateway said to a record (forward moves only). Returns true when it changed.
   static bool absorb(store::PaymentRecord& p, const providers::PaymentResult& r);
+  // A gateway answer that needs a person: a payment.review event when the payment enters review
+  // (the newest answer kept as provider_data.review). Returns true when it changed the record.
+  bool note_review(store::PaymentRecord& p, Extras& x, const std::string& review) const;
+  // The gateway's own follow-up plan for a pending payment, unless the payment is in review or was
+  // cancelled at the end of that plan already (then the reconciler's backoff applies).
+  std::optional<providers::FollowUp> follow_up_of(const store::PaymentRecord& p, std::int64_t now) const;
+  // Asks the gateway about a payment now; nullopt when it could not tell.
+  boost::asio::awaitable<std::optional<providers::PaymentResult>> query_now(const Connector& k,
+                                                                            const store::PaymentRecord& p);
+  // The end of a gateway's polling window: cancel there (Shouqianba section 2.4).
+  boost::asio::awaitable<store::PaymentRecord> cancel_after_window(const Connector& k, store::PaymentRecord p);
 
   std::string payment_body(const store::PaymentRecord& p) const;
   store::EventRecord make_event(const std::string& merchant, const std::string& type, const std::string& object_id,

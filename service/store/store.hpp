@@ -72,8 +72,11 @@ class Store {
   virtual asio::awaitable<bool> apply_payment_change(PaymentChange change) = 0;
   // Payments that have not reached a definite end (created/requires_action/processing).
   virtual asio::awaitable<std::vector<PaymentRecord>> pending_payments(std::int64_t updated_before, int limit) = 0;
-  // Pending payments whose next reconciliation check is due, oldest due first.
-  virtual asio::awaitable<std::vector<PaymentRecord>> due_payments(std::int64_t now, int limit) = 0;
+  // Pending payments whose next reconciliation check is due: leases up to `limit` to one checker: their next check moves to lease_until, so that
+  // no other loop takes them meanwhile and a checker that dies leaves them due again after it.
+  // Returned as read before the lease, oldest due first.
+  virtual asio::awaitable<std::vector<PaymentRecord>> claim_due_payments(std::int64_t now, int limit,
+                                                                         std::int64_t lease_until) = 0;
   // Sets when a payment is next checked (not a change of the payment: no version bump, no event).
   virtual asio::awaitable<void> schedule_check(std::string id, std::int64_t next_check_at, int check_count) = 0;
 
@@ -119,6 +122,11 @@ class Store {
   // result of an attempt in flight does not undo it). An event without a delivery row gets one.
   // false when there is no such event.
   virtual asio::awaitable<bool> redeliver(std::string event_id, std::int64_t now) = 0;
+
+  // Credentials issued at run time, per connector. put: inserted when expected_version is 0, else
+  // replaced only while the stored version is expected_version; false when it was not.
+  virtual asio::awaitable<std::optional<ConnectorCredentialsRecord>> get_connector_credentials(std::string connector) = 0;
+  virtual asio::awaitable<bool> put_connector_credentials(ConnectorCredentialsRecord r, std::int64_t expected_version) = 0;
 
   // Inbound notifications (audit and de-duplication)
   virtual asio::awaitable<void> record_notification(NotificationRecord n) = 0;

@@ -172,3 +172,45 @@ TEST_CASE("idempotency keys complete, replay and are pruned") {
   CHECK(run([&]() { return store->prune_idempotency(now_ms() + 1000); }) == 1);
   CHECK_FALSE(run([&]() { return store->get_idempotency("acme", "kk"); }));
 }
+
+TEST_CASE("due payments are leased to one checker at a time") {
+  auto store = sqlite::open_sqlite_store({temp_db()});
+  auto p = payment("m1", "due-1");
+  p.status = PaymentStatus::processing;
+  p.next_check_at = 1000;
+  run([&]() { return store->create_payment(p, std::nullopt); });
+  auto claim = [&](std::int64_t now, std::int64_t lease) {
+    return run([&]() { return store->claim_due_payments(now, 10, lease); }).size();
+  };
+  CHECK(claim(999, 60'000) == 0);
+  CHECK(claim(2000, 60'000) == 1);
+  // Leased: nobody else takes it until the lease ends, unless the checker reschedules it.
+  CHECK(claim(2000, 60'000) == 0);
+  CHECK(claim(59'999, 120'000) == 0);
+  CHECK(claim(60'000, 120'000) == 1);
+  run([&]() { return store->schedule_check(p.id, 130'000, 1); });
+  CHECK(claim(125'000, 200'000) == 0);
+  CHECK(claim(130'000, 200'000) == 1);
+}
+
+TEST_CASE("issued connector credentials are replaced only from the version read") {
+  auto store = sqlite::open_sqlite_store({temp_db()});
+  auto put = [&](const std::string& data, std::int64_t at, std::int64_t expected) {
+    ConnectorCredentialsRecord r{"sqb", data, 0, at};
+    return run([&]() { return store->put_connector_credentials(r, expected); });
+  };
+  auto get = [&]() { return run([&]() { return store->get_connector_credentials("sqb"); }); };
+  CHECK_FALSE(get());
+  CHECK(put(R"({"terminal_key":"k1"})", 1, 0));
+  CHECK_FALSE(put(R"({"terminal_key":"kx"})", 2, 0));  // inserted already
+  auto r = get();
+  REQUIRE(r);
+  CHECK(r->version == 1);
+  CHECK(r->data_json == R"({"terminal_key":"k1"})");
+  CHECK(put(R"({"terminal_key":"k2"})", 3, 1));
+  CHECK_FALSE(put(R"({"terminal_key":"k3"})", 4, 1));  // version 1 is gone: another writer won
+  r = get();
+  CHECK(r->version == 2);
+  CHECK(r->data_json == R"({"terminal_key":"k2"})");
+  CHECK(r->updated_at == 3);
+}

@@ -308,15 +308,24 @@ class SqliteStore final : public Store {
     });
   }
 
-  asio::awaitable<std::vector<PaymentRecord>> due_payments(std::int64_t now, int limit) override {
-    return read<std::vector<PaymentRecord>>([=](Db& db) {
+  asio::awaitable<std::vector<PaymentRecord>> claim_due_payments(std::int64_t now, int limit,
+                                                                 std::int64_t lease_until) override {
+    return write<std::vector<PaymentRecord>>([=](Db& db) {
       static const std::string sql = std::string("SELECT ") + kPaymentColumns +
                                      " FROM payments WHERE status IN ('created', 'requires_action', 'processing')"
                                      " AND next_check_at <= ?1 ORDER BY next_check_at LIMIT ?2";
-      auto s = db.prepare(sql.c_str());
-      s.bind(1, now).bind(2, limit);
       std::vector<PaymentRecord> out;
-      while (s.step()) out.push_back(read_payment(s));
+      {
+        auto s = db.prepare(sql.c_str());
+        s.bind(1, now).bind(2, limit);
+        while (s.step()) out.push_back(read_payment(s));
+      }
+      SQL u = "UPDATE payments SET next_check_at = ?2 WHERE id = ?1";
+      for (const auto& p : out) {
+        auto s = db.prepare(u);
+        s.bind(1, p.id).bind(2, lease_until);
+        s.exec();
+      }
       return out;
     });
   }
@@ -452,6 +461,35 @@ class SqliteStore final : public Store {
       s.exec();
       return Unit{};
     }));
+  }
+
+  asio::awaitable<std::optional<ConnectorCredentialsRecord>> get_connector_credentials(std::string connector) override {
+    return read<std::optional<ConnectorCredentialsRecord>>([connector = std::move(connector)](Db& db) {
+      SQL q = "SELECT connector, data, version, updated_at FROM connector_credentials WHERE connector = ?1";
+      auto s = db.prepare(q);
+      s.bind(1, connector);
+      if (!s.step()) return std::optional<ConnectorCredentialsRecord>{};
+      return std::optional<ConnectorCredentialsRecord>(
+          ConnectorCredentialsRecord{s.text(0), s.text(1), s.int64(2), s.int64(3)});
+    });
+  }
+
+  asio::awaitable<bool> put_connector_credentials(ConnectorCredentialsRecord r, std::int64_t expected_version) override {
+    return write<bool>([r = std::move(r), expected_version](Db& db) {
+      if (expected_version == 0) {
+        SQL i = "INSERT OR IGNORE INTO connector_credentials (connector, data, version, updated_at) VALUES (?1, ?2, 1, ?3)";
+        auto s = db.prepare(i);
+        s.bind(1, r.connector).bind(2, r.data_json).bind(3, r.updated_at);
+        s.exec();
+      } else {
+        SQL u = "UPDATE connector_credentials SET data = ?2, version = version + 1, updated_at = ?3 "
+                "WHERE connector = ?1 AND version = ?4";
+        auto s = db.prepare(u);
+        s.bind(1, r.connector).bind(2, r.data_json).bind(3, r.updated_at).bind(4, expected_version);
+        s.exec();
+      }
+      return db.changes() == 1;
+    });
   }
 
   asio::awaitable<std::optional<IdempotencyRecord>> get_idempotency(std::string merchant, std::string key) override {
