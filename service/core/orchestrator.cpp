@@ -412,11 +412,12 @@ asio::awaitable<Result> Orchestrator::create_payment(CreatePaymentCommand c) {
           absorb(rec, result);
         }
         note_review(rec, x, result.review);
-        if (auto plan = follow_up_of(rec, now_ms())) rec.next_check_at = plan->next_check_at;
         x.idempotency = key_done(unknown ? 202 : 201, std::nullopt);
         return true;
       },
       p);
+  // The gateway's own poll plan, now that its call is over (never while it is in flight).
+  if (auto plan = follow_up_of(after, now_ms())) co_await store_.schedule_check(after.id, plan->next_check_at, 0);
   co_return reply(unknown ? 202 : 201, payment_body(after));
 }
 
@@ -903,7 +904,7 @@ asio::awaitable<void> Orchestrator::settle_interrupted() {
       co_await store_.release_idempotency(k.merchant, k.key);
       continue;
     }
-    co_await update_payment(
+    auto settled = co_await update_payment(
         p->id,
         [&](PaymentRecord& rec, Extras& x) {
           if (rec.status == PaymentStatus::created) {
@@ -911,7 +912,6 @@ asio::awaitable<void> Orchestrator::settle_interrupted() {
             r.status = PaymentStatus::processing;  // it may have reached the gateway
             absorb(rec, r);
             add_attempt(rec, rec.connector, "unknown", "interrupted by a restart", 0);
-            if (auto plan = follow_up_of(rec, now_ms())) rec.next_check_at = plan->next_check_at;
           }
           x.idempotency = [k, this](const PaymentRecord& after) -> std::optional<store::IdempotencyRecord> {
             auto done = k;
@@ -923,6 +923,7 @@ asio::awaitable<void> Orchestrator::settle_interrupted() {
           return true;
         },
         p);
+    if (auto plan = follow_up_of(settled, now_ms())) co_await store_.schedule_check(settled.id, plan->next_check_at, 0);
     spdlog::info("settled interrupted request for payment {}", p->id);
   }
 }
