@@ -243,6 +243,34 @@ class ShouqianbaTest(StackTestCase):
         self.assertEqual(types.count("payment.canceled"), 1, types)
         self.assertEqual(types.count("payment.processing"), 1, types)
 
+    def test_restart_during_the_pay_call_settles_by_polling(self):
+        import threading
+        reference = f"SQB-{uuid.uuid4().hex[:12]}"
+        idem = uuid.uuid4().hex
+        body = {"amount": 1999, "currency": "CNY", "reference": reference, "connector": "sqb",
+                "payment_method": {"type": "barcode", "barcode": "130512345678"}}
+        worker = threading.Thread(target=lambda: self._swallow(lambda: self.stack.api("POST", "/v1/payments", body,
+                                                                                      idem=idem)))
+        worker.start()
+        wait_for(lambda: self.stack.payments_by_reference(reference), timeout=5, what="payment row")
+        time.sleep(0.3)  # the pay call is in flight (the gateway holds its answer)
+        self.stack.stop_paymux(sig=signal.SIGKILL, expect_clean=False)
+        worker.join(timeout=10)
+        self.stack.start_paymux()
+        pid = self.stack.payments_by_reference(reference)[0]["id"]
+        self.stack.wait_status(pid, "succeeded", timeout=10)
+        replay = self.stack.api("POST", "/v1/payments", body, idem=idem)
+        self.assertEqual(replay.header("Idempotent-Replayed"), "true", replay)
+        self.assertEqual(replay.json()["id"], pid)
+        self.assertEqual(self.calls({"id": pid})["pay"], 1)
+
+    @staticmethod
+    def _swallow(fn):
+        try:
+            fn()
+        except OSError:
+            pass  # the connection dies with paymux
+
     # --- QR ------------------------------------------------------------------------------------------
     def test_qr_precreate_then_scan_pays(self):
         r = self.pay(method={"type": "qr"})
