@@ -80,7 +80,8 @@
 //   POST /_sandbox/shouqianba/orders/{client_sn}/notify {"forge_signature":true,"bare_signature":true,
 //                                                       "url","repeat":1} one extra notification now
 //                                                       -> {"body","authorization","responses":[...]}
-// Fault injection (POST /_sandbox/faults, gateway "shouqianba") applies to the API endpoints.
+// Fault injection (POST /_sandbox/faults, gateway "shouqianba") applies to the API endpoints; a
+// request a fault answered never reached the gateway and is not counted in `calls`.
 //
 // The wire rules below are inline so that unit tests check them without the sandbox binary.
 #include "sandbox/sandbox.hpp"
