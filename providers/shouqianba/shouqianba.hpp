@@ -12,6 +12,15 @@
 // The terminal key is issued at run time: activation (`paymux shouqianba activate`, signed with the
 // vendor key) and a daily check-in that replaces it. Until the store holds one, the connector's
 // credentials terminal_sn/terminal_key are used.
+//
+// Connector configuration:
+//   credentials: terminal_sn + terminal_key (until activated), vendor_sn + vendor_key (activation),
+//                notify_public_key (Shouqianba's RSA public key, PEM; with settings.notify)
+//   settings:    app_id (activation), device_id (default: the connector id), operator (default
+//                paymux), qr_payway (precreate's payway, default 3), notify (true: send notify_url
+//                and accept notifications), pay_poll_interval_ms (4000), pay_poll_window_ms (45000),
+//                qr_poll_interval_ms (2000), qr_poll_fast_window_ms (30000), qr_poll_slow_interval_ms
+//                (5000), qr_lifetime_seconds (240), checkin_interval_seconds (86400; 0: never)
 #include "providers/provider.hpp"
 
 #include <mutex>

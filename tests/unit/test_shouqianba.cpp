@@ -354,3 +354,32 @@ TEST_CASE("shouqianba notifications: SHA256withRSA over the raw body", "[shouqia
   CHECK(p.parse_notification(ctx).verification == Verification::bad_signature);
   CHECK(p.acknowledge(true, ctx.req).body() == "success");
 }
+
+TEST_CASE("shouqianba connector configuration errors name the key", "[shouqianba]") {
+  auto c = connector();
+  c.settings["pay_poll_windw_ms"] = "1";
+  CHECK_THROWS_WITH(sqb::ShouqianbaProvider(c, {"http://x"}), Catch::Contains("settings.pay_poll_windw_ms"));
+  c = connector();
+  c.credentials.erase("terminal_key");
+  CHECK_THROWS_WITH(sqb::ShouqianbaProvider(c, {"http://x"}), Catch::Contains("terminal_sn and terminal_key"));
+  c = connector();
+  c.settings["notify"] = "true";
+  CHECK_THROWS_WITH(sqb::ShouqianbaProvider(c, {"http://x"}), Catch::Contains("notify_public_key"));
+  c.credentials["notify_public_key"] = Secret("not a key");
+  CHECK_THROWS_WITH(sqb::ShouqianbaProvider(c, {"http://x"}), Catch::Contains("not an RSA public key"));
+  c = connector();
+  c.settings.erase("app_id");
+  CHECK_THROWS_WITH(sqb::ShouqianbaProvider(c, {"http://x"}), Catch::Contains("settings.app_id"));
+  c = connector();
+  c.settings["pay_poll_interval_ms"] = "fast";
+  CHECK_THROWS_WITH(sqb::ShouqianbaProvider(c, {"http://x"}), Catch::Contains("settings.pay_poll_interval_ms"));
+  // Without any terminal the connector loads, and refuses payments until activated.
+  c = connector();
+  c.credentials.erase("terminal_sn");
+  c.credentials.erase("terminal_key");
+  sqb::ShouqianbaProvider p(c, {"http://x"});
+  auto e = p.validate(payment("barcode"), {});
+  REQUIRE(e);
+  CHECK(e->status == 422);
+  CHECK_FALSE(p.current_credentials());
+}
