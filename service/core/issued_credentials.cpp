@@ -58,6 +58,8 @@ asio::awaitable<void> CredentialKeeper::rotate_if_due(const Connector& k) {
   auto current = k.provider->current_credentials();
   if (!current) co_return;  // nothing to rotate yet (not activated)
 
+  // Due again a tenth of the interval (at most a minute) from now when this round does not succeed.
+  const Loaded later{state.version, now_ms() - interval + std::min<std::int64_t>(interval / 10, 60'000)};
   asio::steady_timer pause(co_await asio::this_coro::executor);
   // A lost answer may mean the gateway issued new credentials that never arrived: ask again with
   // the old ones (SIGNING.md: the gateway answers a repeated check-in on the old key).
@@ -67,7 +69,8 @@ asio::awaitable<void> CredentialKeeper::rotate_if_due(const Connector& k) {
     auto res = co_await exchange_.send(*k.config, providers::Flow::credentials, std::move(*wire));
     providers::IssuedCredentials issued;
     if (res.outcome == net::SendOutcome::not_sent) {
-      spdlog::warn("connector {}: credential rotation not sent ({}); next tick", k.id(), res.error);
+      spdlog::warn("connector {}: credential rotation not sent ({}); trying again later", k.id(), res.error);
+      set_loaded(k.id(), later);
       co_return;
     }
     if (res.outcome == net::SendOutcome::unknown) {
@@ -101,8 +104,7 @@ asio::awaitable<void> CredentialKeeper::rotate_if_due(const Connector& k) {
     }
     if (!issued.unknown) {
       spdlog::error("connector {}: credential rotation refused: {}", k.id(), issued.error);
-      // Not due again before another interval's tenth has passed.
-      set_loaded(k.id(), Loaded{state.version, state.issued_at + interval / 10});
+      set_loaded(k.id(), later);
       co_return;
     }
     spdlog::warn("connector {}: credential rotation answer lost ({}); retrying with the old credentials", k.id(),
@@ -110,6 +112,7 @@ asio::awaitable<void> CredentialKeeper::rotate_if_due(const Connector& k) {
     pause.expires_after(std::chrono::milliseconds(500 * (attempt + 1)));
     co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
   }
+  set_loaded(k.id(), later);
 }
 
 asio::awaitable<void> CredentialKeeper::run(std::chrono::milliseconds tick) {

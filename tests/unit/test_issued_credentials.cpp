@@ -47,6 +47,7 @@ struct Gateway {
   std::vector<std::string> authorizations;  // of each check-in, in order
   std::vector<std::string> bodies;
   int hold_first = 1;                        // check-ins left unanswered (past the client's timeout)
+  bool refuse = false;                       // answer result_code 400 ILLEGAL_SIGN
 };
 
 asio::awaitable<void> rotate(CredentialKeeper* keeper, const Connector* k) {
@@ -73,6 +74,9 @@ TEST_CASE("terminal check-in: a lost answer is retried with the old key; the new
       t.expires_after(2s);  // the client gives up first: its answer is lost
       co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
     }
+    if (gw.refuse)
+      co_return http::json_response(http::bhttp::status::ok,
+                                    std::string(R"({"result_code":"400","error_code":"ILLEGAL_SIGN","error_message":"x"})"), ctx.req);
     const std::string path(ctx.req.target());
     const std::string key = path == "/terminal/activate" ? "K-activated" : "K-new-" + std::to_string(gw.bodies.size());
     co_return http::json_response(
@@ -134,6 +138,17 @@ TEST_CASE("terminal check-in: a lost answer is retried with the old key; the new
     // Not due again within the interval.
     run_task(ioc, rotate(&keeper, k));
     CHECK(gw.authorizations.size() == 2);
+  }
+
+  SECTION("a refused check-in keeps the key and is not tried again at once") {
+    gw.hold_first = 0;
+    gw.refuse = true;
+    store::ConnectorCredentialsRecord old{"sqb_store1", R"({"terminal_sn":"T1","terminal_key":"K-old"})", 0, 1};
+    run_task(ioc, [&]() -> asio::awaitable<void> { co_await store->put_connector_credentials(old, 0); }());
+    run_task(ioc, rotate(&keeper, k));
+    run_task(ioc, rotate(&keeper, k));
+    CHECK(gw.authorizations.size() == 1);
+    CHECK(k->provider->current_credentials()->at("terminal_key").as_string() == "K-old");
   }
 
   SECTION("activation") {
