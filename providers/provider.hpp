@@ -163,6 +163,18 @@ class Provider {
     return {};
   }
 
+  // A refund whose outcome is unknown, asked about again (Flow::refund_sync); nullopt: not possible.
+  virtual std::optional<WireRequest> build_refund_sync(const store::PaymentRecord& /*p*/,
+                                                       const store::RefundRecord& /*r*/) const {
+    return std::nullopt;
+  }
+  virtual RefundResult parse_refund_sync(const net::OutboundResponse& /*res*/, const store::PaymentRecord& /*p*/,
+                                         const store::RefundRecord& /*r*/) const {
+    RefundResult r;
+    r.unknown = true;
+    return r;
+  }
+
   virtual std::optional<WireRequest> build_cancel(const store::PaymentRecord& p) const { return std::nullopt; }
   virtual PaymentResult parse_cancel(const net::OutboundResponse& res, const store::PaymentRecord& p) const {
     return {};

@@ -136,7 +136,9 @@ ShouqianbaProvider::ShouqianbaProvider(const ConnectorConfig& c, const ProviderE
 
 Capabilities ShouqianbaProvider::capabilities() const {
   // Currencies are checked by validate (CNY only) so that another currency is a 400 naming it.
-  return {{Flow::authorize, Flow::sync, Flow::refund, Flow::cancel, Flow::notification}, {"barcode", "qr"}, {}};
+  return {{Flow::authorize, Flow::sync, Flow::refund, Flow::refund_sync, Flow::cancel, Flow::notification},
+          {"barcode", "qr"},
+          {}};
 }
 
 std::optional<http::ApiError> ShouqianbaProvider::validate(const store::PaymentRecord& p, const bj::object&) const {

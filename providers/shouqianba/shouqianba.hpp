@@ -50,6 +50,14 @@ class ShouqianbaProvider final : public Provider {
   std::optional<WireRequest> build_refund(const store::PaymentRecord& p, const store::RefundRecord& r) const override;
   RefundResult parse_refund(const net::OutboundResponse& res, const store::PaymentRecord& p,
                             const store::RefundRecord& r) const override;
+  // The refund sent again with its refund_request_no: the gateway answers it without refunding twice.
+  std::optional<WireRequest> build_refund_sync(const store::PaymentRecord& p, const store::RefundRecord& r) const override {
+    return build_refund(p, r);
+  }
+  RefundResult parse_refund_sync(const net::OutboundResponse& res, const store::PaymentRecord& p,
+                                 const store::RefundRecord& r) const override {
+    return parse_refund(res, p, r);
+  }
   std::optional<WireRequest> build_cancel(const store::PaymentRecord& p) const override;
   PaymentResult parse_cancel(const net::OutboundResponse& res, const store::PaymentRecord& p) const override;
   std::optional<FollowUp> follow_up(const store::PaymentRecord& p, std::int64_t now) const override;

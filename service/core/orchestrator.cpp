@@ -561,11 +561,17 @@ asio::awaitable<Result> Orchestrator::create_refund(CreateRefundCommand c) {
     spdlog::warn("refund {}: outcome unknown ({}); it stays pending", r.id, result.error);
     co_return reply(201, ser(refund_json(r)));
   }
+  auto settled = co_await settle_refund(p->id, r, std::move(result));
+  co_return reply(201, ser(refund_json(settled)));
+}
+
+asio::awaitable<store::RefundRecord> Orchestrator::settle_refund(std::string payment_id, store::RefundRecord r,
+                                                  providers::RefundResult result) {
   r.status = result.status;
   r.provider_refund_id = result.provider_refund_id;
   if (result.failure) r.failure_json = ser(result.failure->to_json());
   r.updated_at = now_ms();
-  co_await update_payment(p->id, [&](PaymentRecord& rec, Extras& x) {
+  co_await update_payment(payment_id, [&](PaymentRecord& rec, Extras& x) {
     if (r.status == RefundStatus::succeeded) {
       rec.amount_refunded = std::min(rec.amount, rec.amount_refunded + r.amount);
       auto to = rec.amount_refunded >= rec.amount ? PaymentStatus::refunded : PaymentStatus::partially_refunded;
@@ -577,7 +583,45 @@ asio::awaitable<Result> Orchestrator::create_refund(CreateRefundCommand c) {
     x.refund = r;
     return true;
   });
-  co_return reply(201, ser(refund_json(r)));
+  co_return r;
+}
+
+asio::awaitable<void> Orchestrator::reconcile_refunds() {
+  std::vector<std::string> able;  // connectors that can be asked about a refund
+  for (const auto& m : config_.merchants)
+    for (const auto& c : m.connectors)
+      if (const auto* k = connectors_.find(c.id); k && k->provider->capabilities().supports(providers::Flow::refund_sync))
+        able.push_back(c.id);
+  if (able.empty()) co_return;
+  const auto now = now_ms();
+  auto pending = co_await store_.pending_refunds(able, now - 1000, reconcile_options.batch);
+  for (auto& r : pending) {
+    auto p = co_await store_.get_payment(r.payment_id);
+    const auto* k = p ? connectors_.find(p->connector) : nullptr;
+    if (!k) continue;
+    // Not before the first call can have ended; then backing off (doubling) to max_interval.
+    const std::int64_t call_ms = (k->config->connect_timeout + k->config->timeout).count() + 1000;
+    auto& [next_at, tries] = refund_retry_[r.id];
+    if (next_at == 0) next_at = r.updated_at + call_ms;
+    if (now < next_at) continue;
+    ++tries;
+    next_at = now + std::min<std::int64_t>(call_ms << std::min(tries, 12), reconcile_options.max_interval_ms);
+    auto wire = k->provider->build_refund_sync(*p, r);
+    if (!wire) continue;
+    auto res = co_await exchange_.send(*k->config, providers::Flow::refund_sync, std::move(*wire));
+    if (res.outcome != net::SendOutcome::response) {
+      spdlog::info("refund {}: asking again failed: {}", r.id, res.error);
+      continue;
+    }
+    auto result = k->provider->parse_refund_sync(res, *p, r);
+    if (result.unknown) {
+      spdlog::info("refund {}: still unknown: {}", r.id, result.error);
+      continue;
+    }
+    refund_retry_.erase(r.id);
+    spdlog::info("refund {}: settled as {} on asking again", r.id, to_string(result.status));
+    co_await settle_refund(p->id, r, std::move(result));
+  }
 }
 
 asio::awaitable<Result> Orchestrator::get_refund(std::string merchant, std::string id) {
@@ -883,6 +927,11 @@ asio::awaitable<void> Orchestrator::run_reconciler() {
       } catch (const std::exception& e) {
         spdlog::warn("reconciler: {} failed: {}", id, e.what());
       }
+    }
+    try {
+      co_await reconcile_refunds();
+    } catch (const std::exception& e) {
+      spdlog::warn("reconciler: refunds: {}", e.what());
     }
     if (due.size() < static_cast<std::size_t>(reconcile_options.batch)) {
       timer.expires_after(reconcile_options.tick);

@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <variant>
@@ -90,7 +91,10 @@ class Orchestrator {
   // through the same transition code as notifications, expires it when its time is over, and
   // schedules the next check.
   boost::asio::awaitable<void> reconcile_one(store::PaymentRecord p);
-  // Runs until cancelled: reconciles the payments whose check is due.
+  // Refunds left pending (answer lost, gateway unsure) are asked about again where the gateway can
+  // answer that without refunding twice (Flow::refund_sync), backing off between tries.
+  boost::asio::awaitable<void> reconcile_refunds();
+  // Runs until cancelled: reconciles the payments whose check is due, then pending refunds.
   boost::asio::awaitable<void> run_reconciler();
   ReconcileOptions reconcile_options;
 
@@ -128,6 +132,9 @@ class Orchestrator {
   // Asks the gateway about a payment now; nullopt when it could not tell.
   boost::asio::awaitable<std::optional<providers::PaymentResult>> query_now(const Connector& k,
                                                                             const store::PaymentRecord& p);
+  // Records a refund's definite outcome with the payment's amounts and the refund's event.
+  boost::asio::awaitable<store::RefundRecord> settle_refund(std::string payment_id, store::RefundRecord r,
+                                                            providers::RefundResult result);
   // The end of a gateway's polling window: cancel there (Shouqianba section 2.4).
   boost::asio::awaitable<store::PaymentRecord> cancel_after_window(const Connector& k, store::PaymentRecord p);
 
@@ -139,6 +146,8 @@ class Orchestrator {
   store::Store& store_;
   providers::Exchange& exchange_;
   const Connectors& connectors_;
+  // Pending refunds being asked about again: refund id -> (next try, tries). Reconciler only.
+  std::map<std::string, std::pair<std::int64_t, int>> refund_retry_;
 };
 
 // The verdict on a request whose Idempotency-Key exists already: replay, 409 or 422.

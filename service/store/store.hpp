@@ -84,6 +84,10 @@ class Store {
   virtual asio::awaitable<CreateRefundResult> create_refund(RefundRecord r, std::optional<IdempotencyRecord> key) = 0;
   virtual asio::awaitable<std::optional<RefundRecord>> get_refund(std::string id) = 0;
   virtual asio::awaitable<std::vector<RefundRecord>> list_refunds(std::string payment_id) = 0;
+  // Refunds still pending (outcome unknown) of payments on the given connectors, last changed before
+  // `updated_before`, oldest first.
+  virtual asio::awaitable<std::vector<RefundRecord>> pending_refunds(std::vector<std::string> connectors,
+                                                                     std::int64_t updated_before, int limit) = 0;
 
   // Events
   virtual asio::awaitable<std::optional<EventRecord>> get_event(std::string id) = 0;

@@ -344,6 +344,27 @@ class ShouqianbaTest(StackTestCase):
         self.assertEqual(self.stack.get_payment(p["id"])["status"], "refunded")
         self.assertEqual(self.order(p)["order"]["order_status"], "REFUNDED")
 
+    def test_refund_with_a_lost_answer_is_asked_again_with_its_number(self):
+        p = self.paid(amount=800)
+        fault = self.stack.sandbox_api("POST", "/_sandbox/faults",
+                                       {"gateway": "shouqianba", "mode": "timeout", "count": 1, "hold_ms": 3000})
+        self.assertEqual(fault.status, 200, fault)
+        try:
+            r = self.stack.api("POST", f"/v1/payments/{p['id']}/refunds", {"amount": 300}, idem=uuid.uuid4().hex)
+        finally:
+            self.stack.sandbox_api("DELETE", "/_sandbox/faults")
+        self.assertEqual(r.status, 201, r)
+        self.assertEqual(r.json()["status"], "pending")  # the answer never came
+        rid = r.json()["id"]
+        done = wait_for(lambda: (lambda x: x if x["status"] != "pending" else None)(
+            self.stack.api("GET", f"/v1/refunds/{rid}").json()), timeout=15, what="the refund settled")
+        self.assertEqual(done["status"], "succeeded", done)
+        self.assertEqual(self.stack.get_payment(p["id"])["amount_refunded"], 300)
+        o = self.order(p)
+        self.assertEqual(len(o["order"]["refunds"]), 1)
+        self.assertEqual(o["order"]["net_amount"], "500")
+        self.assertEqual(self.event_types(rid).count("refund.succeeded"), 1)
+
     def test_sync_queries_the_gateway(self):
         p = self.paid()
         r = self.stack.api("POST", f"/v1/payments/{p['id']}/sync")

@@ -214,3 +214,25 @@ TEST_CASE("issued connector credentials are replaced only from the version read"
   CHECK(r->data_json == R"({"terminal_key":"k2"})");
   CHECK(r->updated_at == 3);
 }
+
+TEST_CASE("pending refunds are listed for the connectors asked, oldest first") {
+  auto store = sqlite::open_sqlite_store({temp_db()});
+  auto p = payment("acme", "ORDER-PR", 1000);
+  p.status = PaymentStatus::succeeded;
+  run([&]() { return store->create_payment(p, std::nullopt); });
+  RefundRecord r;
+  r.id = new_id(kRefundPrefix);
+  r.payment_id = p.id;
+  r.merchant = "acme";
+  r.amount = 100;
+  r.currency = "USD";
+  r.created_at = r.updated_at = 5000;
+  run([&]() { return store->create_refund(r, std::nullopt); });
+  auto pending = [&](std::vector<std::string> connectors, std::int64_t before) {
+    return run([&]() { return store->pending_refunds(connectors, before, 10); });
+  };
+  CHECK(pending({"c1"}, 5001).size() == 1);
+  CHECK(pending({"c1"}, 5000).empty());  // changed at 5000: not before it
+  CHECK(pending({"c2"}, 5001).empty());  // another connector's refunds only
+  CHECK(pending({}, 5001).empty());
+}

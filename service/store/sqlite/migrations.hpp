@@ -162,6 +162,8 @@ CREATE TABLE connector_credentials (
   version INTEGER NOT NULL,
   updated_at INTEGER NOT NULL
 ) WITHOUT ROWID;
+-- Refunds whose outcome is unknown are asked about again.
+CREATE INDEX refunds_pending ON refunds (updated_at) WHERE status = 'pending';
 )sql"},
 }};
 

@@ -6,6 +6,8 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/json/array.hpp>
+#include <boost/json/serialize.hpp>
 #include <spdlog/spdlog.h>
 
 #include <condition_variable>
@@ -398,6 +400,24 @@ class SqliteStore final : public Store {
           std::string("SELECT ") + kRefundColumns + " FROM refunds WHERE payment_id = ?1 ORDER BY seq DESC";
       auto s = db.prepare(sql.c_str());
       s.bind(1, id);
+      std::vector<RefundRecord> out;
+      while (s.step()) out.push_back(read_refund(s));
+      return out;
+    });
+  }
+
+  asio::awaitable<std::vector<RefundRecord>> pending_refunds(std::vector<std::string> connectors,
+                                                             std::int64_t updated_before, int limit) override {
+    return read<std::vector<RefundRecord>>([connectors = std::move(connectors), updated_before, limit](Db& db) {
+      boost::json::array ids;
+      for (const auto& c : connectors) ids.emplace_back(c);
+      SQL q = "SELECT r.id, r.payment_id, r.merchant, r.amount, r.currency, r.status, r.provider_refund_id, "
+              "r.failure, r.reason, r.reference, r.created_at, r.updated_at FROM refunds r "
+              "JOIN payments p ON p.id = r.payment_id "
+              "WHERE r.status = 'pending' AND r.updated_at < ?1 "
+              "AND p.connector IN (SELECT value FROM json_each(?2)) ORDER BY r.updated_at LIMIT ?3";
+      auto s = db.prepare(q);
+      s.bind(1, updated_before).bind(2, boost::json::serialize(ids)).bind(3, limit);
       std::vector<RefundRecord> out;
       while (s.step()) out.push_back(read_refund(s));
       return out;
