@@ -30,7 +30,7 @@ struct WireRequest {
   std::string body;
 };
 
-enum class Flow { authorize, sync, refund, refund_sync, cancel, notification };
+enum class Flow { authorize, sync, refund, refund_sync, cancel, notification, credentials };
 std::string_view to_string(Flow f);
 
 struct Capabilities {
@@ -80,6 +80,25 @@ struct PaymentResult {
   std::int64_t expires_at = 0;  // epoch ms when the gateway's order lapses; kept when the payment has none
   // Gateway facts to keep on the payment as the gateway stated them (merged into provider_data).
   std::optional<boost::json::object> provider_data;
+  // A gateway answer that needs a person (a payment.review event), e.g. a failure after which the
+  // gateway cannot tell whether the payer's money came back. The gateway's own word; empty: none.
+  std::string review;
+};
+
+// How a pending payment is followed up when the gateway prescribes it (Shouqianba: a barcode
+// payment polled every few seconds for about 45 s and then cancelled).
+struct FollowUp {
+  std::int64_t next_check_at = 0;  // epoch ms: when to ask the gateway next
+  bool cancel = false;             // the polling window is over: cancel the payment at the gateway now
+};
+
+// Credentials a gateway issues at run time (Shouqianba: a terminal key from activation, replaced by
+// a daily check-in). They are kept in the store as a JSON object and handed to the provider, which
+// signs with the newest one it was given.
+struct IssuedCredentials {
+  std::optional<boost::json::object> credentials;
+  bool unknown = false;  // no answer: the gateway may have issued them (retry with the old ones)
+  std::string error;     // no secrets
 };
 
 struct RefundResult {
@@ -144,6 +163,18 @@ class Provider {
     return {};
   }
 
+  // A refund whose outcome is unknown, asked about again (Flow::refund_sync); nullopt: not possible.
+  virtual std::optional<WireRequest> build_refund_sync(const store::PaymentRecord& /*p*/,
+                                                       const store::RefundRecord& /*r*/) const {
+    return std::nullopt;
+  }
+  virtual RefundResult parse_refund_sync(const net::OutboundResponse& /*res*/, const store::PaymentRecord& /*p*/,
+                                         const store::RefundRecord& /*r*/) const {
+    RefundResult r;
+    r.unknown = true;
+    return r;
+  }
+
   virtual std::optional<WireRequest> build_cancel(const store::PaymentRecord& p) const { return std::nullopt; }
   virtual PaymentResult parse_cancel(const net::OutboundResponse& res, const store::PaymentRecord& p) const {
     return {};
@@ -156,6 +187,28 @@ class Provider {
     return std::nullopt;
   }
   virtual bool token_rejected(const net::OutboundResponse& res) const { return false; }
+
+  // nullopt: the reconciler's own backoff decides when a pending payment is asked about again.
+  virtual std::optional<FollowUp> follow_up(const store::PaymentRecord& /*p*/, std::int64_t /*now*/) const {
+    return std::nullopt;
+  }
+
+  // Gateways that issue credentials at run time (see IssuedCredentials). use_credentials may be
+  // called at any time from any thread; requests built afterwards use them.
+  virtual bool issues_credentials() const { return false; }
+  virtual void use_credentials(const boost::json::object& /*issued*/) {}
+  virtual std::optional<boost::json::object> current_credentials() const { return std::nullopt; }
+  virtual std::optional<WireRequest> build_activation(const std::string& /*code*/) const { return std::nullopt; }
+  virtual IssuedCredentials parse_activation(const net::OutboundResponse& /*res*/) const { return {}; }
+  // The request that replaces `current`; 0 interval: no rotation.
+  virtual std::chrono::seconds rotation_interval() const { return std::chrono::seconds(0); }
+  virtual std::optional<WireRequest> build_rotation(const boost::json::object& /*current*/) const {
+    return std::nullopt;
+  }
+  virtual IssuedCredentials parse_rotation(const net::OutboundResponse& /*res*/,
+                                           const boost::json::object& /*current*/) const {
+    return {};
+  }
 
   // Gateway notifications at /webhooks/<connector> and browser returns at /return/<connector>.
   virtual Notification parse_notification(const http::RequestContext& ctx) const = 0;

@@ -3,6 +3,7 @@
 #include "providers/cashypay/cashypay.hpp"
 #include "providers/dhpay/dhpay.hpp"
 #include "providers/glocash/glocash.hpp"
+#include "providers/shouqianba/shouqianba.hpp"
 
 namespace paymux::providers {
 
@@ -14,6 +15,7 @@ std::string_view to_string(Flow f) {
     case Flow::refund_sync: return "refund_sync";
     case Flow::cancel: return "cancel";
     case Flow::notification: return "notification";
+    case Flow::credentials: return "credentials";
   }
   return "authorize";
 }
@@ -71,6 +73,7 @@ std::unique_ptr<Provider> make_provider(const ConnectorConfig& connector, const 
   if (connector.provider == "cashypay") return std::make_unique<cashypay::CashypayProvider>(connector, env);
   if (connector.provider == "dhpay") return std::make_unique<dhpay::DhpayProvider>(connector, env);
   if (connector.provider == "dhpay_nonce") return std::make_unique<dhpay::DhpayNonceProvider>(connector, env);
+  if (connector.provider == "shouqianba") return std::make_unique<shouqianba::ShouqianbaProvider>(connector, env);
   throw ConfigError("connector " + connector.id + ": provider " + connector.provider +
                     " is not available in this build");
 }

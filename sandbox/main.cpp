@@ -10,6 +10,7 @@
 #include "sandbox/glocash_sim.hpp"
 #include "sandbox/merchant_receiver.hpp"
 #include "sandbox/sandbox.hpp"
+#include "sandbox/shouqianba_sim.hpp"
 #include "service/http/server.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -34,7 +35,7 @@ namespace asio = boost::asio;
 using namespace paymux;
 
 // Every simulator the sandbox knows; each gets the config section of its name.
-std::vector<sandbox::SimulatorFactory> simulator_factories() { return {sandbox::glocash::factory(), sandbox::cashypay::factory(), sandbox::dhpay::factory(), sandbox::merchant::factory()}; }
+std::vector<sandbox::SimulatorFactory> simulator_factories() { return {sandbox::glocash::factory(), sandbox::cashypay::factory(), sandbox::dhpay::factory(), sandbox::shouqianba::factory(), sandbox::merchant::factory()}; }
 
 void usage(std::FILE* out) {
   std::fprintf(out,

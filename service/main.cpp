@@ -2,7 +2,10 @@
 //   paymux --config FILE                  run
 //   paymux --check-config --config FILE   validate the configuration and exit
 //   paymux backup --config FILE --to OUT  copy the live SQLite store to OUT (online backup)
+//   paymux <provider> <command> ...       connector commands (service/cli.hpp)
 #include "service/app.hpp"
+#include "service/cli.hpp"
+#include "service/core/issued_credentials.hpp"
 #include "service/core/orchestrator.hpp"
 #include "service/http/server.hpp"
 #include "service/obs/log.hpp"
@@ -29,7 +32,8 @@ namespace {
 
 void usage() {
   std::cerr << "usage: paymux --config FILE [--check-config]\n"
-               "       paymux backup --config FILE --to OUT\n";
+               "       paymux backup --config FILE --to OUT\n"
+               "       paymux <provider> activate --connector ID --code CODE [--config FILE]\n";
 }
 
 int backup(const Config& config, const std::string& to) {
@@ -66,6 +70,7 @@ asio::awaitable<void> prune_idempotency_keys(store::Store& store) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && argv[1][0] != '-' && std::strcmp(argv[1], "backup") != 0) return run_connector_command(argc, argv);
   std::string config_path;
   std::string backup_to;
   bool check_only = false;
@@ -120,6 +125,7 @@ int main(int argc, char** argv) {
   for (const auto& m : config.merchants)
     for (const auto& c : m.connectors) obs::metrics::set_circuit_state(c.id, 0);
 
+  CredentialKeeper credentials(config, *app->store, app->exchange, app->connectors);
   http::Router router;
   register_routes(router, *app);
   http::ServerOptions so;
@@ -142,6 +148,7 @@ int main(int argc, char** argv) {
     try {
       // Endpoints first: an event written from now on finds its merchant's webhook URL.
       co_await app->webhooks.start();
+      co_await credentials.load();  // gateway-issued credentials before the first gateway call
       co_await app->orchestrator.settle_interrupted();
       app->ready = true;
       spdlog::info("paymux ready");
@@ -151,6 +158,8 @@ int main(int argc, char** argv) {
     co_await prune_idempotency_keys(*app->store);
   }, asio::detached);
   asio::co_spawn(ioc, [&]() -> asio::awaitable<void> { co_await app->orchestrator.run_reconciler(); }, asio::detached);
+  asio::co_spawn(ioc, [&]() -> asio::awaitable<void> { co_await credentials.run(config.reconciler.tick); },
+                 asio::detached);
 
   // Graceful shutdown: stop accepting, let in-flight requests finish within the grace period.
   asio::signal_set signals(ioc, SIGINT, SIGTERM);

@@ -76,7 +76,7 @@ struct ReconcilerConfig {
   std::chrono::milliseconds tick{1000};
   int batch = 50;
   // A claimed payment is not claimed again before this (an instance that stopped mid-check).
-  std::chrono::milliseconds lease{300000};
+  std::chrono::milliseconds lease{60000};
   // Queries per second to one connector, all reconciliation of it together, unless the connector
   // sets its own query_rate.
   double query_rate = 10;

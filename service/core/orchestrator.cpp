@@ -146,6 +146,46 @@ bool Orchestrator::absorb(PaymentRecord& p, const providers::PaymentResult& r) {
   return true;
 }
 
+namespace {
+
+bool has_provider_flag(const PaymentRecord& p, std::string_view key) {
+  auto data = json::parse_stored(p.provider_data_json);
+  return data.is_object() && data.get_object().contains(key);
+}
+
+void set_provider_flag(PaymentRecord& p, std::string_view key, const std::string& value) {
+  auto data = json::parse_stored(p.provider_data_json);
+  if (!data.is_object()) data = boost::json::object();
+  data.get_object()[key] = value;
+  p.provider_data_json = ser(data);
+}
+
+}  // namespace
+
+bool Orchestrator::note_review(PaymentRecord& p, Extras& x, const std::string& review) const {
+  if (review.empty()) return false;
+  auto data = json::parse_stored(p.provider_data_json);
+  const bool flagged = data.is_object() && data.get_object().contains("review");
+  if (flagged && json::str(data.get_object(), "review") == review) return false;
+  set_provider_flag(p, "review", review);
+  if (flagged) return true;  // in review already: the newest word is kept, one event is enough
+  spdlog::warn("payment {}: gateway answer {} needs review", p.id, review);
+  boost::json::object object = payment_json(p, config_.server.public_url);
+  boost::json::object detail;
+  detail["reason"] = "provider_uncertain";
+  detail["provider_status"] = review;
+  detail["connector"] = p.connector;
+  object["review"] = std::move(detail);
+  x.events.emplace_back("payment.review", std::move(object));
+  return true;
+}
+
+std::optional<providers::FollowUp> Orchestrator::follow_up_of(const PaymentRecord& p, std::int64_t now) const {
+  const auto* k = connectors_.find(p.connector);
+  if (!k || has_provider_flag(p, "review") || has_provider_flag(p, "auto_cancel")) return std::nullopt;
+  return k->provider->follow_up(p, now);
+}
+
 asio::awaitable<PaymentRecord> Orchestrator::update_payment(std::string id, Mutator mutate,
                                                             std::optional<PaymentRecord> current) {
   for (int attempt = 0; attempt < 8; ++attempt) {
@@ -364,14 +404,19 @@ asio::awaitable<Result> Orchestrator::create_payment(CreatePaymentCommand c) {
           // The gateway may have the payment: reconciliation settles it.
           providers::PaymentResult r;
           r.status = PaymentStatus::processing;
+          r.provider_payment_id = result.provider_payment_id;  // when the gateway named its order
+          r.provider_data = result.provider_data;
           absorb(rec, r);
         } else {
           absorb(rec, result);
         }
+        note_review(rec, x, result.review);
         x.idempotency = key_done(unknown ? 202 : 201, std::nullopt);
         return true;
       },
       p);
+  // The gateway's own poll plan, now that its call is over (never while it is in flight).
+  if (auto plan = follow_up_of(after, now_ms())) co_await store_.schedule_check(after.id, plan->next_check_at, 0);
   co_return reply(unknown ? 202 : 201, payment_body(after));
 }
 
@@ -432,7 +477,22 @@ asio::awaitable<Result> Orchestrator::cancel_payment(std::string merchant, std::
   auto result = k->provider->parse_cancel(res, *p);
   if (result.unknown)
     co_return ApiError{502, ErrorType::provider_error, "provider_error", "The gateway cancel failed: " + result.error, {}};
-  auto after = co_await update_payment(p->id, [&](PaymentRecord& rec, Extras&) { return absorb(rec, result); });
+  if (!result.status && result.review.empty() && result.failure) {
+    // Refused: the payment may have moved on at the gateway (paid meanwhile). Learn where it is.
+    if (auto learned = co_await query_now(*k, *p))
+      co_await update_payment(p->id, [&](PaymentRecord& rec, Extras& x) {
+        bool changed = absorb(rec, *learned);
+        return note_review(rec, x, learned->review) || changed;
+      });
+    co_return ApiError{409, ErrorType::invalid_request_error, "state_conflict",
+                       "The gateway refused to cancel this payment: " + result.failure->code +
+                           (result.failure->message.empty() ? "" : " (" + result.failure->message + ")") + ".",
+                       {}};
+  }
+  auto after = co_await update_payment(p->id, [&](PaymentRecord& rec, Extras& x) {
+    bool changed = absorb(rec, result);
+    return note_review(rec, x, result.review) || changed;
+  });
   co_return reply(200, payment_body(after));
 }
 
@@ -500,11 +560,17 @@ asio::awaitable<Result> Orchestrator::create_refund(CreateRefundCommand c) {
     spdlog::warn("refund {}: outcome unknown ({}); it stays pending", r.id, result.error);
     co_return reply(201, ser(refund_json(r)));
   }
+  auto settled = co_await settle_refund(p->id, r, std::move(result));
+  co_return reply(201, ser(refund_json(settled)));
+}
+
+asio::awaitable<store::RefundRecord> Orchestrator::settle_refund(std::string payment_id, store::RefundRecord r,
+                                                  providers::RefundResult result) {
   r.status = result.status;
   r.provider_refund_id = result.provider_refund_id;
   if (result.failure) r.failure_json = ser(result.failure->to_json());
   r.updated_at = now_ms();
-  co_await update_payment(p->id, [&](PaymentRecord& rec, Extras& x) {
+  co_await update_payment(payment_id, [&](PaymentRecord& rec, Extras& x) {
     if (r.status == RefundStatus::succeeded) {
       rec.amount_refunded = std::min(rec.amount, rec.amount_refunded + r.amount);
       auto to = rec.amount_refunded >= rec.amount ? PaymentStatus::refunded : PaymentStatus::partially_refunded;
@@ -516,7 +582,45 @@ asio::awaitable<Result> Orchestrator::create_refund(CreateRefundCommand c) {
     x.refund = r;
     return true;
   });
-  co_return reply(201, ser(refund_json(r)));
+  co_return r;
+}
+
+asio::awaitable<void> Orchestrator::reconcile_refunds() {
+  std::vector<std::string> able;  // connectors that can be asked about a refund
+  for (const auto& m : config_.merchants)
+    for (const auto& c : m.connectors)
+      if (const auto* k = connectors_.find(c.id); k && k->provider->capabilities().supports(providers::Flow::refund_sync))
+        able.push_back(c.id);
+  if (able.empty()) co_return;
+  const auto now = now_ms();
+  auto pending = co_await store_.pending_refunds(able, now - 1000, config_.reconciler.batch);
+  for (auto& r : pending) {
+    auto p = co_await store_.get_payment(r.payment_id);
+    const auto* k = p ? connectors_.find(p->connector) : nullptr;
+    if (!k) continue;
+    // Not before the first call can have ended; then backing off (doubling) to max_interval.
+    const std::int64_t call_ms = (k->config->connect_timeout + k->config->timeout).count() + 1000;
+    auto& [next_at, tries] = refund_retry_[r.id];
+    if (next_at == 0) next_at = r.updated_at + call_ms;
+    if (now < next_at) continue;
+    ++tries;
+    next_at = now + std::min<std::int64_t>(call_ms << std::min(tries, 12), config_.reconciler.max_interval.count());
+    auto wire = k->provider->build_refund_sync(*p, r);
+    if (!wire) continue;
+    auto res = co_await exchange_.send(*k->config, providers::Flow::refund_sync, std::move(*wire));
+    if (res.outcome != net::SendOutcome::response) {
+      spdlog::info("refund {}: asking again failed: {}", r.id, res.error);
+      continue;
+    }
+    auto result = k->provider->parse_refund_sync(res, *p, r);
+    if (result.unknown) {
+      spdlog::info("refund {}: still unknown: {}", r.id, result.error);
+      continue;
+    }
+    refund_retry_.erase(r.id);
+    spdlog::info("refund {}: settled as {} on asking again", r.id, to_string(result.status));
+    co_await settle_refund(p->id, r, std::move(result));
+  }
 }
 
 asio::awaitable<Result> Orchestrator::get_refund(std::string merchant, std::string id) {
@@ -639,7 +743,8 @@ asio::awaitable<http::Response> Orchestrator::handle_notification(std::string co
         p->id,
         [&](PaymentRecord& cur, Extras& x) {
           const auto before = cur.status;
-          if (!absorb(cur, n.result)) return false;
+          bool changed = absorb(cur, n.result);
+          if (!note_review(cur, x, n.result.review) && !changed) return false;
           applied = true;
           rec.outcome = cur.status != before ? "applied" : "updated";
           x.notification = rec;
@@ -728,9 +833,65 @@ asio::awaitable<void> Orchestrator::pace_query(const std::string& connector) {
   co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
 }
 
+asio::awaitable<std::optional<providers::PaymentResult>> Orchestrator::query_now(const Connector& k,
+                                                                                 const PaymentRecord& p) {
+  auto wire = k.provider->build_sync(p);
+  if (!wire) co_return std::nullopt;
+  auto res = co_await exchange_.send(*k.config, providers::Flow::sync, std::move(*wire));
+  if (res.outcome != net::SendOutcome::response) co_return std::nullopt;
+  auto r = k.provider->parse_sync(res, p);
+  if (r.unknown) co_return std::nullopt;
+  co_return r;
+}
+
+asio::awaitable<PaymentRecord> Orchestrator::cancel_after_window(const Connector& k, PaymentRecord p) {
+  // As the gateway's client algorithm says: a definite cancel (or "no such order") settles the
+  // payment; any other answer, or none, is for a person. Nothing sent: tried again next time.
+  std::optional<providers::PaymentResult> r;
+  if (auto wire = k.provider->build_cancel(p)) {
+    auto res = co_await exchange_.send(*k.config, providers::Flow::cancel, std::move(*wire));
+    if (res.outcome == net::SendOutcome::response) {
+      r = k.provider->parse_cancel(res, p);
+    } else if (res.outcome == net::SendOutcome::unknown) {
+      r.emplace();
+      r->unknown = true;
+      r->error = res.error;
+    }
+  }
+  if (!r) co_return p;
+  auto c = std::move(*r);
+  const std::string word = c.unknown                          ? std::string("cancel_no_answer")
+                           : !c.status && c.failure            ? c.failure->code
+                           : c.provider_status.empty()         ? std::string("cancel_failed")
+                                                               : c.provider_status;
+  if (c.unknown) c = {};
+  if (!c.status && c.review.empty() && c.failure) {
+    // Refused: the order may have become final meanwhile (paid, or lapsed at the gateway).
+    if (auto learned = co_await query_now(k, p); learned && learned->status && !is_pending(*learned->status))
+      c = std::move(*learned);
+  }
+  if (!c.status && c.review.empty()) c.review = word;  // refused or unanswered
+  if (c.status == PaymentStatus::canceled) {
+    const bool lapsed = p.expires_at && now_ms() >= p.expires_at;
+    if (lapsed) c.status = PaymentStatus::expired;  // its time was over: the gateway's order is closed
+    else if (!c.failure)
+      c.failure = providers::Failure{"canceled_after_timeout",
+                                     "No final answer within the gateway's polling window: cancelled at the gateway.",
+                                     word};
+  }
+  spdlog::info("payment {}: follow-up over, cancelled at the gateway: {}", p.id, word);
+  co_return co_await update_payment(p.id, [&](PaymentRecord& rec, Extras& x) {
+    absorb(rec, c);
+    set_provider_flag(rec, "auto_cancel", word);
+    note_review(rec, x, c.review);
+    return true;
+  });
+}
+
 asio::awaitable<void> Orchestrator::reconcile_one(PaymentRecord p) {
   const auto& o = config_.reconciler;
-  {
+  const auto plan = follow_up_of(p, now_ms());
+  if (!plan) {
     // Not due yet on its status's own schedule (creation schedules the earliest of them).
     const auto sched = o.schedule_for(to_string(p.status));
     const auto first_due = p.created_at + sched.first_check.count();
@@ -742,7 +903,10 @@ asio::awaitable<void> Orchestrator::reconcile_one(PaymentRecord p) {
   const auto* k = connectors_.find(p.connector);
   std::optional<providers::PaymentResult> learned;
   bool can_query = false;
-  if (k && k->provider->capabilities().supports(providers::Flow::sync) && k->provider->build_sync(p)) {
+  if (k && plan && plan->cancel) {
+    can_query = true;
+    p = co_await cancel_after_window(*k, std::move(p));
+  } else if (k && k->provider->capabilities().supports(providers::Flow::sync) && k->provider->build_sync(p)) {
     can_query = true;
     co_await pace_query(k->id());
     // Read again after the wait: a notification may have settled it meanwhile.
@@ -766,8 +930,9 @@ asio::awaitable<void> Orchestrator::reconcile_one(PaymentRecord p) {
   // API, the notification had expires_at plus a grace period to arrive.
   const bool expired_now = p.expires_at && now >= p.expires_at + (can_query ? 0 : grace) && (!can_query || learned);
   if (learned || expired_now) {
-    p = co_await update_payment(p.id, [&](PaymentRecord& rec, Extras&) {
+    p = co_await update_payment(p.id, [&](PaymentRecord& rec, Extras& x) {
       bool changed = learned ? absorb(rec, *learned) : false;
+      if (learned) changed = note_review(rec, x, learned->review) || changed;
       if (expired_now && is_pending(rec.status) && !(learned && learned->status == PaymentStatus::processing)) {
         providers::PaymentResult e;
         e.status = PaymentStatus::expired;
@@ -779,34 +944,43 @@ asio::awaitable<void> Orchestrator::reconcile_one(PaymentRecord p) {
   if (!is_pending(p.status)) co_return;
   const auto sched = o.schedule_for(to_string(p.status));
   const int count = p.check_count + 1;
-  const std::int64_t max_interval = sched.max_interval.count();
-  std::int64_t interval = sched.first_check.count();
-  for (int i = 0; i < count && interval < max_interval; ++i) interval *= 2;
-  interval = std::min(interval, max_interval);
-  std::int64_t next = now + interval;
-  if (p.expires_at && p.expires_at > now) next = std::min(next, p.expires_at + (can_query ? 1000 : grace));
+  std::int64_t next;
+  if (auto again = follow_up_of(p, now)) {
+    next = std::max(again->next_check_at, now + 100);  // a cancel that could not be sent: soon again
+  } else {
+    const std::int64_t max_interval = sched.max_interval.count();
+    std::int64_t interval = sched.first_check.count();
+    for (int i = 0; i < count && interval < max_interval; ++i) interval *= 2;
+    interval = std::min(interval, max_interval);
+    next = now + interval;
+    if (p.expires_at && p.expires_at > now) next = std::min(next, p.expires_at + (can_query ? 1000 : grace));
+  }
   co_await store_.schedule_check(p.id, next, count);
 }
 
 asio::awaitable<void> Orchestrator::reconcile_connector(const Connector* k) {
   const auto& o = config_.reconciler;
   asio::steady_timer timer(co_await asio::this_coro::executor);
-  // Long enough for a whole claimed batch at the query rate, with as many queries taking their
-  // full timeouts as the circuit breaker lets through before it opens.
+  // The longest one check can take (its wait for the query rate, then one gateway call). A claim
+  // lasts at least two of them; a payment of the batch is only started while its lease has time
+  // left for it, the rest come back when the lease is over.
   const auto rate = query_buckets_.count(k->id()) ? query_buckets_.at(k->id())->rate() : o.query_rate;
-  const std::int64_t batch_ms = static_cast<std::int64_t>(o.batch * (1000.0 / rate)) +
-                                (k->config->circuit.failure_threshold + 1) *
-                                    (k->config->timeout.count() + k->config->connect_timeout.count());
-  const std::int64_t lease_ms = std::max<std::int64_t>(o.lease.count(), batch_ms);
+  const std::int64_t item_ms = static_cast<std::int64_t>(1000.0 / rate) + k->config->timeout.count() +
+                               k->config->connect_timeout.count() + 1000;
+  const std::int64_t lease_ms = std::max<std::int64_t>(o.lease.count(), 2 * item_ms);
+  std::int64_t lease_until = 0;
   for (;;) {
     std::vector<PaymentRecord> due;
     try {
       const auto now = now_ms();
-      due = co_await store_.claim_due_payments(k->id(), now, o.batch, now + lease_ms);
+      lease_until = now + lease_ms;
+      due = co_await store_.claim_due_payments(k->id(), now, o.batch, lease_until);
     } catch (const std::exception& e) {
       spdlog::warn("reconciler {}: store unavailable: {}", k->id(), e.what());
     }
     for (auto& p : due) {
+      // A payment not started before its lease could run out is left to be claimed again.
+      if (now_ms() + item_ms >= lease_until) break;
       const std::string id = p.id;
       try {
         co_await reconcile_one(std::move(p));
@@ -822,9 +996,24 @@ asio::awaitable<void> Orchestrator::reconcile_connector(const Connector* k) {
   }
 }
 
+asio::awaitable<void> Orchestrator::reconcile_refunds_loop() {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  for (;;) {
+    try {
+      co_await reconcile_refunds();
+    } catch (const std::exception& e) {
+      spdlog::warn("reconciler: refunds: {}", e.what());
+    }
+    timer.expires_after(config_.reconciler.tick);
+    auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (ec) co_return;
+  }
+}
+
 asio::awaitable<void> Orchestrator::run_reconciler() {
   auto ex = co_await asio::this_coro::executor;
   for (const auto* k : connectors_.all()) asio::co_spawn(ex, reconcile_connector(k), asio::detached);
+  asio::co_spawn(ex, reconcile_refunds_loop(), asio::detached);
 }
 
 asio::awaitable<void> Orchestrator::settle_interrupted() {
@@ -839,7 +1028,7 @@ asio::awaitable<void> Orchestrator::settle_interrupted() {
       co_await store_.release_idempotency(k.merchant, k.key);
       continue;
     }
-    co_await update_payment(
+    auto settled = co_await update_payment(
         p->id,
         [&](PaymentRecord& rec, Extras& x) {
           if (rec.status == PaymentStatus::created) {
@@ -858,6 +1047,7 @@ asio::awaitable<void> Orchestrator::settle_interrupted() {
           return true;
         },
         p);
+    if (auto plan = follow_up_of(settled, now_ms())) co_await store_.schedule_check(settled.id, plan->next_check_at, 0);
     spdlog::info("settled interrupted request for payment {}", p->id);
   }
 }

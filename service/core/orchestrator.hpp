@@ -88,6 +88,9 @@ class Orchestrator {
   boost::asio::awaitable<void> reconcile_one(store::PaymentRecord p);
   // Starts one reconciliation loop per connector on the current executor (they run until the
   // executor stops): each claims its due payments in the store (a lease) and reconciles them.
+  // Refunds left pending (answer lost, gateway unsure) are asked about again where the gateway can
+  // answer that without refunding twice (Flow::refund_sync), backing off between tries.
+  boost::asio::awaitable<void> reconcile_refunds();
   boost::asio::awaitable<void> run_reconciler();
 
   // Start-up: keys left in progress by a stopped process are settled from their payment's state
@@ -115,8 +118,23 @@ class Orchestrator {
                                                                            const std::string& id);
   // Applies what a gateway said to a record (forward moves only). Returns true when it changed.
   static bool absorb(store::PaymentRecord& p, const providers::PaymentResult& r);
+  // A gateway answer that needs a person: a payment.review event when the payment enters review
+  // (the newest answer kept as provider_data.review). Returns true when it changed the record.
+  bool note_review(store::PaymentRecord& p, Extras& x, const std::string& review) const;
+  // The gateway's own follow-up plan for a pending payment, unless the payment is in review or was
+  // cancelled at the end of that plan already (then the reconciler's backoff applies).
+  std::optional<providers::FollowUp> follow_up_of(const store::PaymentRecord& p, std::int64_t now) const;
+  // Asks the gateway about a payment now; nullopt when it could not tell.
+  boost::asio::awaitable<std::optional<providers::PaymentResult>> query_now(const Connector& k,
+                                                                            const store::PaymentRecord& p);
+  // Records a refund's definite outcome with the payment's amounts and the refund's event.
+  boost::asio::awaitable<store::RefundRecord> settle_refund(std::string payment_id, store::RefundRecord r,
+                                                            providers::RefundResult result);
+  // The end of a gateway's polling window: cancel there (Shouqianba section 2.4).
+  boost::asio::awaitable<store::PaymentRecord> cancel_after_window(const Connector& k, store::PaymentRecord p);
 
   boost::asio::awaitable<void> reconcile_connector(const Connector* k);
+  boost::asio::awaitable<void> reconcile_refunds_loop();
   // Waits until the connector may be queried again (its token bucket).
   boost::asio::awaitable<void> pace_query(const std::string& connector);
 
@@ -129,6 +147,8 @@ class Orchestrator {
   providers::Exchange& exchange_;
   const Connectors& connectors_;
   std::map<std::string, std::unique_ptr<TokenBucket>, std::less<>> query_buckets_;  // by connector id
+  // Pending refunds being asked about again: refund id -> (next try, tries). Reconciler only.
+  std::map<std::string, std::pair<std::int64_t, int>> refund_retry_;
 };
 
 // The verdict on a request whose Idempotency-Key exists already: replay, 409 or 422.

@@ -161,6 +161,14 @@ struct NotificationRecord {
   std::string dedup_key;    // connector-specific identity of this notification's content
 };
 
+// Credentials a gateway issued at run time for one connector (a JSON object; secrets inside).
+struct ConnectorCredentialsRecord {
+  std::string connector;
+  std::string data_json;
+  std::int64_t version = 0;  // 0: not stored yet
+  std::int64_t updated_at = 0;
+};
+
 struct PaymentQuery {
   std::string merchant;
   std::string reference;  // empty: any

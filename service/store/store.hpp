@@ -93,6 +93,10 @@ class Store {
   virtual asio::awaitable<CreateRefundResult> create_refund(RefundRecord r, std::optional<IdempotencyRecord> key) = 0;
   virtual asio::awaitable<std::optional<RefundRecord>> get_refund(std::string id) = 0;
   virtual asio::awaitable<std::vector<RefundRecord>> list_refunds(std::string payment_id) = 0;
+  // Refunds still pending (outcome unknown) of payments on the given connectors, last changed before
+  // `updated_before`, oldest first.
+  virtual asio::awaitable<std::vector<RefundRecord>> pending_refunds(std::vector<std::string> connectors,
+                                                                     std::int64_t updated_before, int limit) = 0;
 
   // Events
   virtual asio::awaitable<std::optional<EventRecord>> get_event(std::string id) = 0;
@@ -131,6 +135,11 @@ class Store {
   // result of an attempt in flight does not undo it). An event without a delivery row gets one.
   // false when there is no such event.
   virtual asio::awaitable<bool> redeliver(std::string event_id, std::int64_t now) = 0;
+
+  // Credentials issued at run time, per connector. put: inserted when expected_version is 0, else
+  // replaced only while the stored version is expected_version; false when it was not.
+  virtual asio::awaitable<std::optional<ConnectorCredentialsRecord>> get_connector_credentials(std::string connector) = 0;
+  virtual asio::awaitable<bool> put_connector_credentials(ConnectorCredentialsRecord r, std::int64_t expected_version) = 0;
 
   // Inbound notifications (audit and de-duplication)
   virtual asio::awaitable<void> record_notification(NotificationRecord n) = 0;

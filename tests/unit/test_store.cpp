@@ -291,3 +291,47 @@ TEST_CASE("online backup of a live store is a consistent copy", "[ops]") {
   CHECK(got->amount == 1999);
   CHECK_THROWS(sqlite::backup_database(path + ".missing", target.string()));
 }
+
+TEST_CASE("issued connector credentials are replaced only from the version read") {
+  auto store = sqlite::open_sqlite_store({temp_db()});
+  auto put = [&](const std::string& data, std::int64_t at, std::int64_t expected) {
+    ConnectorCredentialsRecord r{"sqb", data, 0, at};
+    return run([&]() { return store->put_connector_credentials(r, expected); });
+  };
+  auto get = [&]() { return run([&]() { return store->get_connector_credentials("sqb"); }); };
+  CHECK_FALSE(get());
+  CHECK(put(R"({"terminal_key":"k1"})", 1, 0));
+  CHECK_FALSE(put(R"({"terminal_key":"kx"})", 2, 0));  // inserted already
+  auto r = get();
+  REQUIRE(r);
+  CHECK(r->version == 1);
+  CHECK(r->data_json == R"({"terminal_key":"k1"})");
+  CHECK(put(R"({"terminal_key":"k2"})", 3, 1));
+  CHECK_FALSE(put(R"({"terminal_key":"k3"})", 4, 1));  // version 1 is gone: another writer won
+  r = get();
+  CHECK(r->version == 2);
+  CHECK(r->data_json == R"({"terminal_key":"k2"})");
+  CHECK(r->updated_at == 3);
+}
+
+TEST_CASE("pending refunds are listed for the connectors asked, oldest first") {
+  auto store = sqlite::open_sqlite_store({temp_db()});
+  auto p = payment("acme", "ORDER-PR", 1000);
+  p.status = PaymentStatus::succeeded;
+  run([&]() { return store->create_payment(p, std::nullopt); });
+  RefundRecord r;
+  r.id = new_id(kRefundPrefix);
+  r.payment_id = p.id;
+  r.merchant = "acme";
+  r.amount = 100;
+  r.currency = "USD";
+  r.created_at = r.updated_at = 5000;
+  run([&]() { return store->create_refund(r, std::nullopt); });
+  auto pending = [&](std::vector<std::string> connectors, std::int64_t before) {
+    return run([&]() { return store->pending_refunds(connectors, before, 10); });
+  };
+  CHECK(pending({"c1"}, 5001).size() == 1);
+  CHECK(pending({"c1"}, 5000).empty());  // changed at 5000: not before it
+  CHECK(pending({"c2"}, 5001).empty());  // another connector's refunds only
+  CHECK(pending({}, 5001).empty());
+}

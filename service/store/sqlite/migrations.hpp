@@ -10,7 +10,7 @@ struct Migration {
   const char* sql;
 };
 
-inline constexpr std::array<Migration, 4> kMigrations{{
+inline constexpr std::array<Migration, 5> kMigrations{{
     {1, R"sql(
 CREATE TABLE payments (
   seq INTEGER PRIMARY KEY,
@@ -152,6 +152,18 @@ CREATE INDEX webhook_attempts_event ON webhook_attempts (event_id, seq);
 -- Facts a gateway reports about a payment that are not ours to interpret (CashyPay's fee, as its
 -- own decimal text): a JSON object shown on the payment as provider_data.
 ALTER TABLE payments ADD COLUMN provider_data TEXT NOT NULL DEFAULT '{}';
+)sql"},
+    {5, R"sql(
+-- Credentials a gateway issues at run time (Shouqianba terminal keys: activation, daily check-in),
+-- a JSON object per connector. version: updates are conditional on it.
+CREATE TABLE connector_credentials (
+  connector TEXT PRIMARY KEY,
+  data TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+-- Refunds whose outcome is unknown are asked about again.
+CREATE INDEX refunds_pending ON refunds (updated_at) WHERE status = 'pending';
 )sql"},
 }};
 

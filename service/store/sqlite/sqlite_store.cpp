@@ -7,6 +7,8 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/json/array.hpp>
+#include <boost/json/serialize.hpp>
 #include <spdlog/spdlog.h>
 
 #include <atomic>
@@ -435,6 +437,24 @@ class SqliteStore final : public Store {
     });
   }
 
+  asio::awaitable<std::vector<RefundRecord>> pending_refunds(std::vector<std::string> connectors,
+                                                             std::int64_t updated_before, int limit) override {
+    return read<std::vector<RefundRecord>>([connectors = std::move(connectors), updated_before, limit](Db& db) {
+      boost::json::array ids;
+      for (const auto& c : connectors) ids.emplace_back(c);
+      SQL q = "SELECT r.id, r.payment_id, r.merchant, r.amount, r.currency, r.status, r.provider_refund_id, "
+              "r.failure, r.reason, r.reference, r.created_at, r.updated_at FROM refunds r "
+              "JOIN payments p ON p.id = r.payment_id "
+              "WHERE r.status = 'pending' AND r.updated_at < ?1 "
+              "AND p.connector IN (SELECT value FROM json_each(?2)) ORDER BY r.updated_at LIMIT ?3";
+      auto s = db.prepare(q);
+      s.bind(1, updated_before).bind(2, boost::json::serialize(ids)).bind(3, limit);
+      std::vector<RefundRecord> out;
+      while (s.step()) out.push_back(read_refund(s));
+      return out;
+    });
+  }
+
   asio::awaitable<std::optional<EventRecord>> get_event(std::string id) override {
     return read<std::optional<EventRecord>>([id = std::move(id)](Db& db) -> std::optional<EventRecord> {
       SQL q = "SELECT id, merchant, type, object_id, payload, created_at FROM events WHERE id = ?1";
@@ -492,6 +512,35 @@ class SqliteStore final : public Store {
       s.exec();
       return Unit{};
     }));
+  }
+
+  asio::awaitable<std::optional<ConnectorCredentialsRecord>> get_connector_credentials(std::string connector) override {
+    return read<std::optional<ConnectorCredentialsRecord>>([connector = std::move(connector)](Db& db) {
+      SQL q = "SELECT connector, data, version, updated_at FROM connector_credentials WHERE connector = ?1";
+      auto s = db.prepare(q);
+      s.bind(1, connector);
+      if (!s.step()) return std::optional<ConnectorCredentialsRecord>{};
+      return std::optional<ConnectorCredentialsRecord>(
+          ConnectorCredentialsRecord{s.text(0), s.text(1), s.int64(2), s.int64(3)});
+    });
+  }
+
+  asio::awaitable<bool> put_connector_credentials(ConnectorCredentialsRecord r, std::int64_t expected_version) override {
+    return write<bool>([r = std::move(r), expected_version](Db& db) {
+      if (expected_version == 0) {
+        SQL i = "INSERT OR IGNORE INTO connector_credentials (connector, data, version, updated_at) VALUES (?1, ?2, 1, ?3)";
+        auto s = db.prepare(i);
+        s.bind(1, r.connector).bind(2, r.data_json).bind(3, r.updated_at);
+        s.exec();
+      } else {
+        SQL u = "UPDATE connector_credentials SET data = ?2, version = version + 1, updated_at = ?3 "
+                "WHERE connector = ?1 AND version = ?4";
+        auto s = db.prepare(u);
+        s.bind(1, r.connector).bind(2, r.data_json).bind(3, r.updated_at).bind(4, expected_version);
+        s.exec();
+      }
+      return db.changes() == 1;
+    });
   }
 
   asio::awaitable<std::optional<IdempotencyRecord>> get_idempotency(std::string merchant, std::string key) override {
