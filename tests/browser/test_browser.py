@@ -9,18 +9,8 @@ through the API and as a signed webhook in the sandbox's merchant receiver. Scre
 page go to $PAYMUX_BROWSER_ARTIFACTS (default: a temporary folder, printed).
 
 A new case is one method: create the payment, then `self.journey(payment, name, steps, status)`
-with `steps(browser)` doing what the customer does on the gateway's page. A QR code, for instance:
-
-    def test_shouqianba_qr(self):
-        p = self.create("<connector>", {"type": "qr"}, 100, "CNY")
-
-        def steps(b):               # the checkout page shows the code and follows the status
-            b.wait_text("Waiting for your payment")
-            b.screenshot("shouqianba-2-qr")
-            ...                     # the wallet "scans" it: the simulator's page or control API
-        self.journey(p, "shouqianba", steps, "succeeded")
-
-(test_live_status_until_final runs that live status on a processing payment already.)
+with `steps(browser)` doing what the customer does on the gateway's page (test_shouqianba_qr shows
+a QR code, which the test "scans" as the customer's wallet would).
 
     tests/browser/run.sh            (installs playwright-core from the lock file, then runs this)
 """
@@ -70,6 +60,7 @@ class QuickStartStack(harness.Stack):
             "SANDBOX_TIME_FACTOR": 60})
 
     def paymux_config(self):
+        # Key files named relative to config/ are read from the source tree.
         return render(ROOT / "config" / "sandbox.yaml", {
             "PAYMUX_LISTEN": f"127.0.0.1:{self.port}",
             "PAYMUX_PUBLIC_URL": f"http://127.0.0.1:{self.port}",
@@ -78,7 +69,7 @@ class QuickStartStack(harness.Stack):
             "PAYMUX_LOG_LEVEL": "debug",
             "PAYMUX_LOG_FORMAT": "json",
             "PAYMUX_SANDBOX_URL": f"http://127.0.0.1:{self.sandbox_port}",
-            "PAYMUX_GATEWAY_TIMEOUT_MS": 5000})
+            "PAYMUX_GATEWAY_TIMEOUT_MS": 5000}).replace('"../sandbox/keys/', f'"{ROOT}/sandbox/keys/')
 
 
 class Shop:
@@ -330,6 +321,24 @@ class CheckoutJourneys(harness.StackTestCase):
             b.click("Pay 12000 CLP")
 
         self.journey(p, "cashypay", steps, "succeeded")
+
+    def test_shouqianba_qr(self):
+        p = self.create("shouqianba_sandbox", {"type": "qr"}, 100, "CNY")
+        self.assertEqual(p["next_action"]["type"], "display_qr", p)
+        qr = urllib.parse.urlparse(p["next_action"]["qr_code"])
+        self.assertEqual(qr.netloc, f"127.0.0.1:{self.stack.sandbox_port}")
+
+        def steps(b):
+            # paymux's own page: the code, the amount, and a status that follows the payment.
+            b.wait_text("Scan this code")
+            b.screenshot("shouqianba-2-qr")
+            # The customer's wallet scans the code and pays (the simulator's page, as the wallet).
+            r = harness.request(self.stack.sandbox_port, "POST", qr.path,
+                                headers={"Content-Type": "application/x-www-form-urlencoded"},
+                                raw="action=pay&auto=1")
+            self.assertEqual(r.status, 200, r)
+
+        self.journey(p, "shouqianba", steps, "succeeded")
 
     def test_live_status_until_final(self):
         # The status a QR page follows, on a payment that is processing: paid on the gateway's page
