@@ -10,6 +10,8 @@
 //   {"op": "wait_url", "prefix": P, "timeout_ms": T}  waits until the page's URL starts with P; answers it
 //   {"op": "wait_text", "text": X, "timeout_ms": T}   waits until the page shows X
 //   {"op": "screenshot", "path": F}                   a full-page PNG
+//   {"op": "open_tab", "url": U}                      a second page (the customer's phone); the first stays open
+//   {"op": "close_tab"}                               closes the second page: commands go to the first again
 //   {"op": "info"}                                    {url, title, text}
 //   {"op": "quit"}
 // Every answer is {"ok": true, ...} or {"ok": false, "error": "..."}; console errors and CSP
@@ -27,6 +29,7 @@ const viewport = { width: 800, height: 900 };
 const context = await browser.newContext({ viewport });
 let noScript = null; // a context with scripts off, for pages that must work without them
 let page = null;
+let behind = null; // the page under an open_tab
 let problems = [];
 
 function track(p) {
@@ -47,6 +50,22 @@ async function run(cmd) {
       page = await (cmd.javascript === false ? noScript : context).newPage();
       track(page);
       await page.goto(cmd.url, { waitUntil: cmd.wait_until ?? 'load', timeout });
+      return { url: page.url() };
+    }
+    case 'open_tab': {
+      if (behind) throw new Error('a second page is open already');
+      behind = page;
+      page = await context.newPage();
+      track(page);
+      await page.goto(cmd.url, { waitUntil: cmd.wait_until ?? 'load', timeout });
+      return { url: page.url() };
+    }
+    case 'close_tab': {
+      if (!behind) throw new Error('no second page is open');
+      await page.close();
+      page = behind;
+      behind = null;
+      await page.bringToFront();
       return { url: page.url() };
     }
     case 'fill':
