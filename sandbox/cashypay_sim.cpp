@@ -443,7 +443,7 @@ class CashyPaySimulator final : public Simulator {
     }
 
     if (auto e = string_field(b, "notifyUrl", 250, true, o->notify_url)) co_return bad(*e);
-    if (!valid_url(o->notify_url)) co_return bad("notifyUrl must be an http(s) URL");
+    if (!valid_http_url(o->notify_url)) co_return bad("notifyUrl must be an http(s) URL");
     if (auto e = string_field(b, "nonceStr", 32, true, o->nonce)) co_return bad(*e);
     if (auto e = string_field(b, "realName", 64, true, o->real_name)) co_return bad(*e);
     if (auto e = string_field(b, "phone", 32, true, o->phone)) co_return bad(*e);
@@ -465,7 +465,7 @@ class CashyPaySimulator final : public Simulator {
     if (auto e = string_field(b, "remark", 32, true, o->remark)) co_return bad(*e);
     if (!valid_remark(o->remark)) co_return bad("remark must use English or unaccented Spanish characters");
     if (auto e = string_field(b, "returnUrl", 250, false, o->return_url)) co_return bad(*e);
-    if (!o->return_url.empty() && !valid_url(o->return_url)) co_return bad("returnUrl must be an http(s) URL");
+    if (!o->return_url.empty() && !valid_http_url(o->return_url)) co_return bad("returnUrl must be an http(s) URL");
 
     o->created_ms = now_ms();
     o->request_ip = ctx.remote_addr;
@@ -928,7 +928,7 @@ class CashyPaySimulator final : public Simulator {
     const auto ignore = json_int(*b, "ignore_answers").value_or(0);
     if (ignore < 0 || ignore > 100) co_return control_error(status::bad_request, "ignore_answers must be 0..100", ctx.req);
     auto url = json_string(*b, "url").value_or("");
-    if (!url.empty() && !valid_url(url)) co_return control_error(status::bad_request, "url must be http(s)", ctx.req);
+    if (!url.empty() && !valid_http_url(url)) co_return control_error(status::bad_request, "url must be http(s)", ctx.req);
     StateView s;
     {
       std::lock_guard lock(mutex_);
@@ -977,7 +977,7 @@ class CashyPaySimulator final : public Simulator {
     const auto ignore = json_int(*b, "ignore_answers").value_or(0);
     if (ignore < 0 || ignore > 100) co_return control_error(status::bad_request, "ignore_answers must be 0..100", ctx.req);
     std::string url = json_string(*b, "url").value_or(e->order->notify_url);
-    if (!valid_url(url)) co_return control_error(status::bad_request, "url must be http(s)", ctx.req);
+    if (!valid_http_url(url)) co_return control_error(status::bad_request, "url must be http(s)", ctx.req);
 
     StateView s;
     {

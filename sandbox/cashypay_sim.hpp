@@ -277,19 +277,6 @@ inline std::string format_time(std::int64_t unix_s, int utc_offset_minutes) {
 
 // ---- Field rules ----
 
-inline bool valid_url(std::string_view s) {
-  std::string_view rest;
-  if (s.rfind("https://", 0) == 0)
-    rest = s.substr(8);
-  else if (s.rfind("http://", 0) == 0)
-    rest = s.substr(7);
-  else
-    return false;
-  if (rest.empty() || rest.front() == '/') return false;
-  for (unsigned char c : s)
-    if (c <= ' ' || c == 0x7f || c == '"' || c == '<' || c == '>') return false;
-  return true;
-}
 
 // idCard "会进行格式校验" (example 11.111.111-1, or 154175105): digits, dots, dashes and a K check
 // digit; at least one digit.

@@ -172,19 +172,6 @@ inline bool plausible_email(std::string_view s) {
   return true;
 }
 
-inline bool valid_url(std::string_view s) {
-  std::string_view rest;
-  if (s.rfind("https://", 0) == 0)
-    rest = s.substr(8);
-  else if (s.rfind("http://", 0) == 0)
-    rest = s.substr(7);
-  else
-    return false;
-  if (rest.empty() || rest.front() == '/') return false;
-  for (unsigned char c : s)
-    if (c <= ' ' || c == 0x7f || c == '"' || c == '<' || c == '>') return false;
-  return true;
-}
 
 enum class Form { text, merchant, invoice, currency, amount, price, country, email, digits, url, flag };
 
@@ -282,7 +269,7 @@ inline bool form_ok(Form f, std::string_view v) {
     case Form::country: return valid_country(v);
     case Form::email: return plausible_email(v);
     case Form::digits: return all_digits(v) && v.find_first_not_of('0') != std::string_view::npos;
-    case Form::url: return valid_url(v);
+    case Form::url: return valid_http_url(v);
     case Form::flag: return v == "0" || v == "1";
   }
   return false;

@@ -114,20 +114,7 @@ inline bool plausible_email(std::string_view s) {
   return true;
 }
 
-inline bool valid_url(std::string_view s) {
-  if (s.size() > 255) return false;
-  std::string_view rest;
-  if (s.rfind("https://", 0) == 0)
-    rest = s.substr(8);
-  else if (s.rfind("http://", 0) == 0)
-    rest = s.substr(7);
-  else
-    return false;
-  if (rest.empty() || rest.front() == '/') return false;
-  for (unsigned char c : s)
-    if (c <= ' ' || c == 0x7f || c == '"' || c == '<' || c == '>') return false;
-  return true;
-}
+inline bool valid_url(std::string_view s) { return s.size() <= 255 && valid_http_url(s); }
 
 // Amounts are kept exactly, in units of 1/10000 (enough for every ISO 4217 exponent).
 inline constexpr int kAmountDecimals = 4;

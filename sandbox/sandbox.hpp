@@ -51,6 +51,21 @@ using paymux::http::FormFields;
 using paymux::http::RequestContext;
 using paymux::http::Response;
 
+// An absolute http(s) URL with a host and nothing that would break out of a header or a page.
+inline bool valid_http_url(std::string_view s) {
+  std::string_view rest;
+  if (s.rfind("https://", 0) == 0)
+    rest = s.substr(8);
+  else if (s.rfind("http://", 0) == 0)
+    rest = s.substr(7);
+  else
+    return false;
+  if (rest.empty() || rest.front() == '/') return false;
+  for (unsigned char c : s)
+    if (c <= ' ' || c == 0x7f || c == '"' || c == '<' || c == '>') return false;
+  return true;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Configuration
 

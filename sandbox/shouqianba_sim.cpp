@@ -199,19 +199,6 @@ bool final_pay_state(std::string_view s) {
   return s == "PAID" || s == "PAY_CANCELED" || s == "PAY_ERROR" || s == "CANCELED";
 }
 
-bool valid_url(std::string_view s) {
-  std::string_view rest;
-  if (s.rfind("https://", 0) == 0)
-    rest = s.substr(8);
-  else if (s.rfind("http://", 0) == 0)
-    rest = s.substr(7);
-  else
-    return false;
-  if (rest.empty() || rest.front() == '/') return false;
-  for (unsigned char c : s)
-    if (c <= ' ' || c == 0x7f || c == '"' || c == '<' || c == '>') return false;
-  return true;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Answers (3.返回数据): HTTP 200 and JSON whatever happened.
@@ -495,7 +482,7 @@ class ShouqianbaSimulator final : public Simulator {
     }
     if (auto e = text_field(b, "reflect", 64, false, n.reflect)) return e;
     if (auto e = text_field(b, "notify_url", 256, false, n.notify_url)) return e;
-    if (!n.notify_url.empty() && !valid_url(n.notify_url)) return std::string("notify_url must be an http(s) URL");
+    if (!n.notify_url.empty() && !valid_http_url(n.notify_url)) return std::string("notify_url must be an http(s) URL");
     return std::nullopt;
   }
 
@@ -1097,7 +1084,7 @@ class ShouqianbaSimulator final : public Simulator {
     };
     std::string url = o->notify_url;
     if (const auto* v = b.if_contains("url"); v && v->is_string()) url = std::string(v->as_string());
-    if (!valid_url(url)) co_return control_error(status::bad_request, "url must be http(s) (or the order's notify_url)", ctx.req);
+    if (!valid_http_url(url)) co_return control_error(status::bad_request, "url must be http(s) (or the order's notify_url)", ctx.req);
     std::int64_t repeat = 1;
     if (const auto* v = b.if_contains("repeat"); v && v->is_int64()) repeat = v->as_int64();
     if (repeat < 1 || repeat > 100) co_return control_error(status::bad_request, "repeat must be 1..100", ctx.req);

@@ -116,11 +116,11 @@ TEST_CASE("cashypay sandbox: field formats", "[sandbox][cashypay]") {
   CHECK(valid_remark("payment"));
   CHECK(valid_remark("Pago de exito, pedido #12"));
   CHECK_FALSE(valid_remark("Pago de éxito"));
-  CHECK(valid_url("https://merchant.com/webhooks"));
-  CHECK(valid_url("http://127.0.0.1:8080/webhooks/cashypay_cl"));
-  CHECK_FALSE(valid_url("ftp://merchant.com/"));
-  CHECK_FALSE(valid_url("https:///x"));
-  CHECK_FALSE(valid_url("https://a b"));
+  CHECK(paymux::sandbox::valid_http_url("https://merchant.com/webhooks"));
+  CHECK(paymux::sandbox::valid_http_url("http://127.0.0.1:8080/webhooks/cashypay_cl"));
+  CHECK_FALSE(paymux::sandbox::valid_http_url("ftp://merchant.com/"));
+  CHECK_FALSE(paymux::sandbox::valid_http_url("https:///x"));
+  CHECK_FALSE(paymux::sandbox::valid_http_url("https://a b"));
   CHECK(known_status("PAYING"));
   CHECK(known_status("SUCCESS"));
   CHECK(known_status("FAIL"));
