@@ -9,7 +9,8 @@
 # Environment: IMAGE (default paymux:latest), DEBIAN_MIRROR (default: the first Debian mirror in
 # this machine's APT sources, else http://deb.debian.org/debian), DEBIAN_SECURITY_MIRROR,
 # BUILDAH_STORAGE_DRIVER (default vfs), PAYMUX_IMAGE_LAYERS=0 to build without the layer cache,
-# PAYMUX_IMAGE_CCACHE (default /var/cache/paymux-image/ccache) the compiler cache kept between builds.
+# PAYMUX_IMAGE_CCACHE (default /var/cache/paymux-image/ccache) the compiler cache kept between builds,
+# PAYMUX_IMAGE_PRUNE=0 to keep untagged images of earlier builds (removed by default: vfs storage).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -66,7 +67,24 @@ layers=--layers
 CCACHE_HOST_DIR=${PAYMUX_IMAGE_CCACHE:-/var/cache/paymux-image/ccache}
 mkdir -p "$CCACHE_HOST_DIR"
 # --pull=never: the base comes from local storage (made above), never from a registry.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 bh build --isolation chroot --pull=never "$layers" --format docker -v "$CCACHE_HOST_DIR:/ccache" \
   --build-arg "DEBIAN_MIRROR=$DEBIAN_MIRROR" --build-arg "DEBIAN_SECURITY_MIRROR=$DEBIAN_SECURITY_MIRROR" \
-  -f docker/Dockerfile -t "$IMAGE" "$@" .
+  -f docker/Dockerfile -t "$IMAGE" "$@" . | tee "$log"
+
+# vfs keeps every layer as a full copy (about 3 GB per build of changed sources): untagged images
+# in this storage that this build did not produce or reuse (earlier builds' layers) are removed,
+# children first.
+if [ "${PAYMUX_IMAGE_PRUNE:-1}" = 1 ]; then
+  keep=" $(grep -oE '^--> [0-9a-f]{11}$' "$log" | cut -c5- | tr '\n' ' ') "
+  while :; do
+    removed=0
+    for id in $(bh images --noheading --format '{{.ID}} {{.Name}}' | awk '$2 == "<none>" {print $1}'); do
+      [[ $keep == *" ${id:0:11} "* ]] && continue
+      bh rmi "$id" >/dev/null 2>&1 && removed=1
+    done
+    [ "$removed" = 1 ] || break
+  done
+fi
 bh images --format '{{.Name}}:{{.Tag}} {{.Size}}' "$IMAGE"
