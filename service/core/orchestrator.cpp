@@ -87,7 +87,7 @@ Orchestrator::Orchestrator(const Config& config, store::Store& store, providers:
 }
 
 std::string Orchestrator::payment_body(const PaymentRecord& p) const {
-  return ser(payment_json(p, config_.server.public_url));
+  return payment_text(p, config_.server.public_url);
 }
 
 store::EventRecord Orchestrator::make_event(const std::string& merchant, const std::string& type,

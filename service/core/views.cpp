@@ -43,6 +43,77 @@ boost::json::object payment_json(const store::PaymentRecord& p, const std::strin
   return o;
 }
 
+namespace {
+
+// Appends the pieces of one object in order, separated by commas, the way boost::json writes them.
+class ObjectWriter {
+ public:
+  explicit ObjectWriter(std::string& out) : out_(out) { out_ += '{'; }
+  void string(std::string_view key, std::string_view value) { raw(key, boost::json::serialize(value)); }
+  void string_or_null(std::string_view key, std::string_view value) {
+    if (value.empty()) raw(key, "null");
+    else string(key, value);
+  }
+  void number(std::string_view key, std::int64_t value) { raw(key, std::to_string(value)); }
+  // A stored column: paymux's own serialized JSON (empty: null).
+  void stored(std::string_view key, std::string_view text) { raw(key, text.empty() ? std::string_view("null") : text); }
+  void raw(std::string_view key, std::string_view json) {
+    if (!first_) out_ += ',';
+    first_ = false;
+    out_ += '"';
+    out_ += key;  // keys are identifiers of this file: nothing to escape
+    out_ += "\":";
+    out_ += json;
+  }
+  void close() { out_ += '}'; }
+
+ private:
+  std::string& out_;
+  bool first_ = true;
+};
+
+bool stored_null(std::string_view text) { return text.empty() || text == "null"; }
+
+}  // namespace
+
+std::string payment_text(const store::PaymentRecord& p, const std::string& public_url) {
+  std::string out;
+  out.reserve(1024 + p.attempts_json.size() + p.metadata_json.size());
+  ObjectWriter w(out);
+  w.string("id", p.id);
+  w.raw("object", "\"payment\"");
+  w.string("merchant", p.merchant);
+  w.string("status", to_string(p.status));
+  w.number("amount", p.amount);
+  w.string("currency", p.currency);
+  w.number("amount_refunded", p.amount_refunded);
+  w.string("reference", p.reference);
+  w.string("connector", p.connector);
+  w.string("provider", p.provider);
+  w.string_or_null("provider_payment_id", p.provider_payment_id);
+  w.stored("payment_method", p.payment_method_json);
+  if (p.request_json.find("\"description\"") != std::string::npos) {
+    auto request = json::parse_stored(p.request_json);
+    if (request.is_object()) {
+      if (auto* d = request.get_object().if_contains("description")) w.raw("description", boost::json::serialize(*d));
+    }
+  }
+  w.stored("next_action", p.next_action_json);
+  if (!stored_null(p.next_action_json)) w.string("checkout_url", public_url + "/checkout/" + p.id);
+  w.stored("failure", p.failure_json);
+  w.stored("risk", p.risk_json);
+  w.stored("attempts", p.attempts_json);
+  w.string_or_null("return_url", p.return_url);
+  w.stored("metadata", p.metadata_json);
+  w.raw("provider_data", p.provider_data_json.starts_with('{') ? std::string_view(p.provider_data_json) : "{}");
+  w.string("created_at", rfc3339(p.created_at));
+  w.string("updated_at", rfc3339(p.updated_at));
+  if (p.expires_at) w.string("expires_at", rfc3339(p.expires_at));
+  else w.raw("expires_at", "null");
+  w.close();
+  return out;
+}
+
 boost::json::object refund_json(const store::RefundRecord& r) {
   boost::json::object o;
   o["id"] = r.id;

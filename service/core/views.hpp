@@ -9,6 +9,9 @@
 namespace paymux {
 
 boost::json::object payment_json(const store::PaymentRecord& p, const std::string& public_url);
+// serialize(payment_json(p, public_url)), written directly: the stored JSON columns (paymux's own
+// serialized text) are copied rather than parsed and serialized again.
+std::string payment_text(const store::PaymentRecord& p, const std::string& public_url);
 boost::json::object refund_json(const store::RefundRecord& r);
 // Where the customer's browser goes back to: the payment's return_url with `payment_id` and
 // `status` set in its query (replacing any parameters of those names, keeping the others and the

@@ -68,6 +68,9 @@ class JobQueue {
   bool closed_ = false;
 };
 
+// Read-only connections (reader threads and lookups).
+const char* const kReaderPragmas = "PRAGMA cache_size=-8192";
+
 const char* kPaymentColumns =
     "id, merchant, reference, connector, provider, provider_payment_id, amount, currency, amount_refunded, "
     "status, payment_method, request, next_action, failure, risk, attempts, return_url, metadata, created_at, "
@@ -264,7 +267,7 @@ class SqliteStore final : public Store {
   }
 
   asio::awaitable<std::optional<PaymentRecord>> get_payment(std::string id) override {
-    return read<std::optional<PaymentRecord>>([id = std::move(id)](Db& db) {
+    return lookup<std::optional<PaymentRecord>>([id = std::move(id)](Db& db) {
       return select_payment(db, id);
     });
   }
@@ -416,7 +419,7 @@ class SqliteStore final : public Store {
   }
 
   asio::awaitable<std::optional<RefundRecord>> get_refund(std::string id) override {
-    return read<std::optional<RefundRecord>>([id = std::move(id)](Db& db) -> std::optional<RefundRecord> {
+    return lookup<std::optional<RefundRecord>>([id = std::move(id)](Db& db) -> std::optional<RefundRecord> {
       static const std::string sql = std::string("SELECT ") + kRefundColumns + " FROM refunds WHERE id = ?1";
       auto s = db.prepare(sql.c_str());
       s.bind(1, id);
@@ -456,7 +459,7 @@ class SqliteStore final : public Store {
   }
 
   asio::awaitable<std::optional<EventRecord>> get_event(std::string id) override {
-    return read<std::optional<EventRecord>>([id = std::move(id)](Db& db) -> std::optional<EventRecord> {
+    return lookup<std::optional<EventRecord>>([id = std::move(id)](Db& db) -> std::optional<EventRecord> {
       SQL q = "SELECT id, merchant, type, object_id, payload, created_at FROM events WHERE id = ?1";
       auto s = db.prepare(q);
       s.bind(1, id);
@@ -544,7 +547,7 @@ class SqliteStore final : public Store {
   }
 
   asio::awaitable<std::optional<IdempotencyRecord>> get_idempotency(std::string merchant, std::string key) override {
-    return read<std::optional<IdempotencyRecord>>(
+    return lookup<std::optional<IdempotencyRecord>>(
         [merchant = std::move(merchant), key = std::move(key)](Db& db) { return select_idempotency(db, merchant, key); });
   }
 
@@ -1016,7 +1019,7 @@ class SqliteStore final : public Store {
       for (auto& job : batch) {
         std::exception_ptr error;
         try {
-          if (!db) db = std::make_unique<Db>(options_.path, true);
+          if (!db) db = open_reader();
           job.run(*db);
         } catch (const SqliteError& e) {
           error = std::make_exception_ptr(StoreUnavailable(e.what()));
@@ -1065,11 +1068,58 @@ class SqliteStore final : public Store {
     return submit<T>(reads_, std::move(fn));
   }
 
+  // A lookup by key runs at once on the calling thread, on a read-only connection taken from a
+  // pool (in WAL mode a reader never waits for the writer): handing a query that takes a few
+  // microseconds to a reader thread and back costs more than the query. Until the schema is there
+  // it queues like any read.
+  template <class T, class Fn>
+  asio::awaitable<T> lookup(Fn fn) {
+    if (!migrated_) return read<T>(std::move(fn));
+    std::unique_ptr<Db> db;
+    {
+      std::lock_guard lock(lookup_mutex_);
+      if (!lookup_pool_.empty()) {
+        db = std::move(lookup_pool_.back());
+        lookup_pool_.pop_back();
+      }
+    }
+    try {
+      if (!db) db = open_reader();
+      auto result = fn(*db);
+      {
+        std::lock_guard lock(lookup_mutex_);
+        lookup_pool_.push_back(std::move(db));
+      }
+      return ready<T>(std::move(result));
+    } catch (const SqliteError& e) {
+      return failed<T>(std::make_exception_ptr(StoreUnavailable(e.what())));  // the connection is dropped
+    } catch (...) {
+      return failed<T>(std::current_exception());
+    }
+  }
+  template <class T>
+  static asio::awaitable<T> ready(T value) {
+    co_return value;
+  }
+  template <class T>
+  static asio::awaitable<T> failed(std::exception_ptr e) {
+    std::rethrow_exception(e);
+    co_return T{};
+  }
+
+  std::unique_ptr<Db> open_reader() {
+    auto db = std::make_unique<Db>(options_.path, true);
+    db->exec(kReaderPragmas);
+    return db;
+  }
+
   SqliteOptions options_;
   JobQueue writes_;
   JobQueue reads_;
   std::thread writer_;
   std::vector<std::thread> readers_;
+  std::mutex lookup_mutex_;
+  std::vector<std::unique_ptr<Db>> lookup_pool_;  // idle connections of lookup()
   std::atomic<bool> migrated_{false};
   bool closing_ = false;
   std::mutex migrated_mutex_;

@@ -2,8 +2,10 @@
 // The embedded store. WAL with synchronous=FULL (an acknowledged write survives a crash), versioned
 // migrations at open, one writer thread that group-commits whatever queued while the previous
 // commit ran (each operation in its own savepoint, so one failing operation does not undo the
-// others), and reader threads with their own connections. No SQLite call runs on the event loop:
-// callers await completions that are posted back to their executor after the commit.
+// others), and reader threads with their own connections. Writes and queries do not run on the
+// event loop: callers await completions that are posted back to their executor after the commit.
+// Lookups by key are the exception: they run at once on the caller's thread, on pooled read-only
+// connections (a WAL reader never waits for the writer; the handoff would cost more than the query).
 #include "service/store/store.hpp"
 
 #include <memory>
