@@ -1,6 +1,8 @@
 #pragma once
-// The asynchronous store. Every call is awaited from a coroutine and runs off the event loop (on the
-// SQLite store's own threads, or as non-blocking queries for a networked database). A status change
+// The asynchronous store. Every call is awaited from a coroutine. Writes and scans run off the event
+// loop (on the SQLite store's own threads, or as non-blocking queries for a networked database); the
+// SQLite store answers point lookups by key on the caller's thread from read-only WAL connections,
+// which never wait for the writer (see sqlite_store.hpp). A status change
 // and the events it causes are written in one transaction; updates are conditional on the version
 // the caller read, so two writers never overwrite each other.
 #include "service/store/records.hpp"
