@@ -54,7 +54,7 @@ int backup(const Config& config, const std::string& to) {
 // Keys are kept at least 24 h, then pruned hourly.
 // With several instances on one database, a key still in progress this long after it was taken
 // belongs to a request whose process died: no request runs anywhere near this long.
-constexpr std::int64_t kInterruptedAfterMs = 10 * 60 * 1000;
+constexpr std::int64_t kInterruptedAfterMs = 5 * 60 * 1000;
 
 // Prunes expired idempotency keys hourly; on a shared database also settles, every minute, the
 // keys other instances left in progress when they died.

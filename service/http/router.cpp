@@ -1,4 +1,5 @@
 #include "service/http/router.hpp"
+#include "service/http/unavailable.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -83,6 +84,11 @@ asio::awaitable<Response> Router::dispatch(RequestContext& ctx) const {
     if (e.code() == asio::error::operation_aborted) throw;  // shutdown: let the session end
     failure = std::current_exception();
     spdlog::error("request {} failed: {}", ctx.request_id, e.what());
+  } catch (const Unavailable& e) {
+    spdlog::warn("request {}: service unavailable: {}", ctx.request_id, e.what());
+    auto res = error_response(service_unavailable(), ctx.request_id, ctx.req.version(), ctx.req.keep_alive());
+    res.set(bhttp::field::retry_after, "1");
+    co_return res;
   } catch (const std::exception& e) {
     failure = std::current_exception();
     spdlog::error("request {} failed: {}", ctx.request_id, e.what());

@@ -8,6 +8,7 @@ Traffic goes to 127.0.0.1 only.
     cd tests/integration && PAYMUX_BIN=... PAYMUX_SANDBOX_BIN=... python3 -m unittest -v test_http
 """
 import json
+import secrets
 import os
 import shutil
 import signal
@@ -94,6 +95,13 @@ def glocash_psn_sign(fields, key=GLOCASH_KEY):
     return hashlib.sha256("".join(parts).encode()).hexdigest()
 
 
+def pg_schema_url(url):
+    """A fresh, empty schema on the PostgreSQL server at url; the URL that uses it."""
+    schema = "it_" + secrets.token_hex(8)
+    subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", url, "-c", f"CREATE SCHEMA {schema}"], check=True)
+    return url + ("&" if "?" in url else "?") + "options=-csearch_path%3D" + schema
+
+
 class Stack:
     """paymux + paymux-sandbox, configured for one test class.
 
@@ -115,6 +123,9 @@ class Stack:
         self.paymux = None
         self.sandbox = None
         self.db = os.path.join(self.dir, "paymux.db")
+        self.storage_url = f"sqlite://{self.db}"
+        if os.environ.get("PAYMUX_TEST_PG_URL"):  # the whole suite can run on PostgreSQL instead
+            self.storage_url = pg_schema_url(os.environ["PAYMUX_TEST_PG_URL"])
 
     # --- configuration -------------------------------------------------------------------------
     def sandbox_config(self):
@@ -144,7 +155,7 @@ server:
   limits: {{max_body_bytes: 65536, header_timeout_ms: {self.header_timeout_ms}, idle_timeout_ms: {self.idle_timeout_ms},
             shutdown_grace_ms: {self.shutdown_grace_ms}}}
 storage:
-  url: "sqlite://{self.db}"
+  url: "{self.storage_url}"
 log: {{level: debug, format: json}}
 merchants:
   - id: acme
