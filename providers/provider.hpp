@@ -144,22 +144,22 @@ class Provider {
 
   // A result made without calling the gateway (a hosted form the browser posts itself); nullopt
   // when authorize is a gateway call (build_authorize/parse_authorize).
-  virtual std::optional<PaymentResult> prepare_authorize(const PaymentInput& in) const { return std::nullopt; }
+  virtual std::optional<PaymentResult> prepare_authorize(const PaymentInput& /*in*/) const { return std::nullopt; }
   virtual WireRequest build_authorize(const PaymentInput& in) const = 0;
   virtual PaymentResult parse_authorize(const net::OutboundResponse& res, const PaymentInput& in) const = 0;
 
   // nullopt: not possible for this payment (no query API, or no gateway id yet).
-  virtual std::optional<WireRequest> build_sync(const store::PaymentRecord& p) const { return std::nullopt; }
-  virtual PaymentResult parse_sync(const net::OutboundResponse& res, const store::PaymentRecord& p) const {
+  virtual std::optional<WireRequest> build_sync(const store::PaymentRecord& /*p*/) const { return std::nullopt; }
+  virtual PaymentResult parse_sync(const net::OutboundResponse& /*res*/, const store::PaymentRecord& /*p*/) const {
     return {};
   }
 
-  virtual std::optional<WireRequest> build_refund(const store::PaymentRecord& p,
-                                                  const store::RefundRecord& r) const {
+  virtual std::optional<WireRequest> build_refund(const store::PaymentRecord& /*p*/,
+                                                  const store::RefundRecord& /*r*/) const {
     return std::nullopt;
   }
-  virtual RefundResult parse_refund(const net::OutboundResponse& res, const store::PaymentRecord& p,
-                                    const store::RefundRecord& r) const {
+  virtual RefundResult parse_refund(const net::OutboundResponse& /*res*/, const store::PaymentRecord& /*p*/,
+                                    const store::RefundRecord& /*r*/) const {
     return {};
   }
 
@@ -175,18 +175,18 @@ class Provider {
     return r;
   }
 
-  virtual std::optional<WireRequest> build_cancel(const store::PaymentRecord& p) const { return std::nullopt; }
-  virtual PaymentResult parse_cancel(const net::OutboundResponse& res, const store::PaymentRecord& p) const {
+  virtual std::optional<WireRequest> build_cancel(const store::PaymentRecord& /*p*/) const { return std::nullopt; }
+  virtual PaymentResult parse_cancel(const net::OutboundResponse& /*res*/, const store::PaymentRecord& /*p*/) const {
     return {};
   }
 
   // Gateways whose calls carry an access token: how to fetch one, and how a call says that the
   // token it carried was refused (the exchange then refreshes once and retries).
   virtual std::optional<WireRequest> build_access_token() const { return std::nullopt; }
-  virtual std::optional<AccessToken> parse_access_token(const net::OutboundResponse& res) const {
+  virtual std::optional<AccessToken> parse_access_token(const net::OutboundResponse& /*res*/) const {
     return std::nullopt;
   }
-  virtual bool token_rejected(const net::OutboundResponse& res) const { return false; }
+  virtual bool token_rejected(const net::OutboundResponse& /*res*/) const { return false; }
 
   // nullopt: the reconciler's own backoff decides when a pending payment is asked about again.
   virtual std::optional<FollowUp> follow_up(const store::PaymentRecord& /*p*/, std::int64_t /*now*/) const {
