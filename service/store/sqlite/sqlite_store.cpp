@@ -177,6 +177,8 @@ const char* kIdempotencyColumns =
 
 // Statement texts live in named constants so that the statement cache keys on stable pointers.
 #define SQL static const char* const
+// The WHERE of the partial index payments_due, word for word (the planner uses the index only then).
+#define PENDING_PAYMENT "(status = 'created' OR status = 'requires_action' OR status = 'processing')"
 
 class SqliteStore final : public Store {
  public:
@@ -222,7 +224,7 @@ class SqliteStore final : public Store {
   asio::awaitable<Backlog> backlog(std::int64_t now) override {
     return read<Backlog>([now](Db& db) {
       SQL w = "SELECT state, COUNT(*) FROM webhook_deliveries WHERE state IN ('pending', 'disabled') GROUP BY state";
-      SQL r = "SELECT COUNT(*) FROM payments WHERE status IN ('created', 'requires_action', 'processing')"
+      SQL r = "SELECT COUNT(*) FROM payments WHERE " PENDING_PAYMENT
               " AND next_check_at <= ?1";
       Backlog b;
       {
@@ -333,7 +335,7 @@ class SqliteStore final : public Store {
   asio::awaitable<std::vector<PaymentRecord>> pending_payments(std::int64_t updated_before, int limit) override {
     return read<std::vector<PaymentRecord>>([=](Db& db) {
       static const std::string sql = std::string("SELECT ") + kPaymentColumns +
-                                     " FROM payments WHERE status IN ('created', 'requires_action', 'processing')"
+                                     " FROM payments WHERE " PENDING_PAYMENT
                                      " AND updated_at < ?1 ORDER BY updated_at LIMIT ?2";
       auto s = db.prepare(sql.c_str());
       s.bind(1, updated_before).bind(2, limit);
@@ -347,7 +349,7 @@ class SqliteStore final : public Store {
                                                                  std::int64_t lease_until) override {
     return write<std::vector<PaymentRecord>>([connector = std::move(connector), now, limit, lease_until](Db& db) {
       static const std::string sql = std::string("SELECT ") + kPaymentColumns +
-                                     " FROM payments WHERE status IN ('created', 'requires_action', 'processing')"
+                                     " FROM payments WHERE " PENDING_PAYMENT
                                      " AND next_check_at <= ?1 AND connector = ?2 ORDER BY next_check_at LIMIT ?3";
       std::vector<PaymentRecord> out;
       {
