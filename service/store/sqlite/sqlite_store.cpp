@@ -70,6 +70,12 @@ class JobQueue {
 
 // Read-only connections (reader threads and lookups).
 const char* const kReaderPragmas = "PRAGMA cache_size=-8192";
+// Opening the database: 2 KiB pages for a new one (no effect on an existing one). Each payment
+// writes index entries at random places of the id indexes (payments, events, webhook deliveries);
+// every such entry costs a whole page in the WAL and again in the checkpoint, and with 4 KiB pages
+// that made up most of the ~65 KB written per payment (~28 KB with 2 KiB pages). Rows (a payment,
+// an event payload, a stored response: 1-1.5 KB) still fit in one page.
+const char* const kOpenPragmas = "PRAGMA page_size=2048; PRAGMA journal_mode=WAL";
 
 const char* kPaymentColumns =
     "id, merchant, reference, connector, provider, provider_payment_id, amount, currency, amount_refunded, "
@@ -187,7 +193,7 @@ class SqliteStore final : public Store {
       std::filesystem::create_directories(dir);
     if (!options_.background_migrations) {
       Db db(options_.path, false);
-      db.exec("PRAGMA journal_mode=WAL");
+      db.exec(kOpenPragmas);
       migrate(db);
       migrated_ = true;
     } else {
@@ -940,7 +946,7 @@ class SqliteStore final : public Store {
     for (int attempt = 1; !migrated_; ++attempt) {
       try {
         Db db(options_.path, false);
-        db.exec("PRAGMA journal_mode=WAL");
+        db.exec(kOpenPragmas);
         migrate(db);
         std::lock_guard lock(migrated_mutex_);
         migrated_ = true;
