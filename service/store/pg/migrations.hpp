@@ -12,7 +12,7 @@ struct Migration {
   const char* sql;
 };
 
-inline constexpr std::array<Migration, 6> kMigrations{{
+inline constexpr std::array<Migration, 7> kMigrations{{
     {1, R"sql(
 CREATE TABLE payments (
   seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -168,6 +168,11 @@ CREATE TABLE connector_credentials (
 CREATE INDEX refunds_pending ON refunds (updated_at) WHERE status = 'pending';
 )sql"},
     {6, R"sql(
+-- The SQLite store's version 6 changes its own storage layout (partial-index form, a rowid table for
+-- idempotency keys); PostgreSQL's layout needs none of it.
+SELECT 1;
+)sql"},
+    {7, R"sql(
 -- Which process took an idempotency key, and when each process last showed it was alive: a key
 -- left in progress by a process that stopped is settled by another one (or by its successor).
 ALTER TABLE idempotency_keys ADD COLUMN owner TEXT NOT NULL DEFAULT '';

@@ -10,7 +10,7 @@ struct Migration {
   const char* sql;
 };
 
-inline constexpr std::array<Migration, 6> kMigrations{{
+inline constexpr std::array<Migration, 7> kMigrations{{
     {1, R"sql(
 CREATE TABLE payments (
   seq INTEGER PRIMARY KEY,
@@ -166,6 +166,44 @@ CREATE TABLE connector_credentials (
 CREATE INDEX refunds_pending ON refunds (updated_at) WHERE status = 'pending';
 )sql"},
     {6, R"sql(
+-- Cheaper writes per payment.
+-- Partial indexes of pending payments: a constant IN list of more than two values in an index's
+-- WHERE makes SQLite build a temporary b-tree for every row it writes; three equalities do not.
+-- The queries repeat this WHERE text exactly, so that the planner can use the index.
+DROP INDEX payments_pending;
+DROP INDEX payments_due;
+CREATE INDEX payments_due ON payments (next_check_at)
+  WHERE status = 'created' OR status = 'requires_action' OR status = 'processing';
+-- A merchant's payments newest first: (merchant, seq), which a status change does not touch.
+DROP INDEX payments_merchant_status;
+CREATE INDEX payments_merchant ON payments (merchant);
+-- No query reads events by object through an index (list_events walks events_merchant).
+DROP INDEX events_object;
+-- Idempotency keys in a rowid table: the stored response (about 1 KB) fits in the row's page, where
+-- in a WITHOUT ROWID table it spilled to an overflow page of its own, and rows are appended in
+-- order instead of inserted at a random place of the key's b-tree.
+CREATE TABLE idempotency_keys_new (
+  seq INTEGER PRIMARY KEY,
+  merchant TEXT NOT NULL,
+  key TEXT NOT NULL,
+  endpoint TEXT NOT NULL,
+  fingerprint TEXT NOT NULL,
+  state TEXT NOT NULL,
+  response_status INTEGER NOT NULL DEFAULT 0,
+  response_body TEXT NOT NULL DEFAULT '',
+  resource_id TEXT NOT NULL DEFAULT '',
+  created_at INTEGER NOT NULL,
+  UNIQUE (merchant, key)
+);
+INSERT INTO idempotency_keys_new (merchant, key, endpoint, fingerprint, state, response_status, response_body,
+                                  resource_id, created_at)
+  SELECT merchant, key, endpoint, fingerprint, state, response_status, response_body, resource_id, created_at
+  FROM idempotency_keys ORDER BY created_at;
+DROP TABLE idempotency_keys;
+ALTER TABLE idempotency_keys_new RENAME TO idempotency_keys;
+CREATE INDEX idempotency_created ON idempotency_keys (created_at);
+)sql"},
+    {7, R"sql(
 -- Which process took an idempotency key, and when each process last showed it was alive: a key
 -- left in progress by a process that stopped is settled by another one (or by its successor).
 ALTER TABLE idempotency_keys ADD COLUMN owner TEXT NOT NULL DEFAULT '';

@@ -73,9 +73,17 @@ class JobQueue {
 
 // Read-only connections (reader threads and lookups).
 const char* const kReaderPragmas = "PRAGMA cache_size=-8192";
+// Opening the database: 2 KiB pages for a new one (no effect on an existing one). Each payment
+// writes index entries at random places of the id indexes (payments, events, webhook deliveries);
+// every such entry costs a whole page in the WAL and again in the checkpoint, and with 4 KiB pages
+// that made up most of the ~65 KB written per payment (~28 KB with 2 KiB pages). Rows (a payment,
+// an event payload, a stored response: 1-1.5 KB) still fit in one page.
+const char* const kOpenPragmas = "PRAGMA page_size=2048; PRAGMA journal_mode=WAL";
 
 // Statement texts live in named constants so that the statement cache keys on stable pointers.
 #define SQL static const char* const
+// The WHERE of the partial index payments_due, word for word (the planner uses the index only then).
+#define PENDING_PAYMENT "(status = 'created' OR status = 'requires_action' OR status = 'processing')"
 
 class SqliteStore final : public Store {
  public:
@@ -84,7 +92,7 @@ class SqliteStore final : public Store {
       std::filesystem::create_directories(dir);
     if (!options_.background_migrations) {
       Db db(options_.path, false);
-      db.exec("PRAGMA journal_mode=WAL");
+      db.exec(kOpenPragmas);
       migrate(db);
       migrated_ = true;
     } else {
@@ -121,7 +129,7 @@ class SqliteStore final : public Store {
   asio::awaitable<Backlog> backlog(std::int64_t now) override {
     return read<Backlog>([now](Db& db) {
       SQL w = "SELECT state, COUNT(*) FROM webhook_deliveries WHERE state IN ('pending', 'disabled') GROUP BY state";
-      SQL r = "SELECT COUNT(*) FROM payments WHERE status IN ('created', 'requires_action', 'processing')"
+      SQL r = "SELECT COUNT(*) FROM payments WHERE " PENDING_PAYMENT
               " AND next_check_at <= ?1";
       Backlog b;
       {
@@ -233,7 +241,7 @@ class SqliteStore final : public Store {
   asio::awaitable<std::vector<PaymentRecord>> pending_payments(std::int64_t updated_before, int limit) override {
     return read<std::vector<PaymentRecord>>([=](Db& db) {
       static const std::string sql = std::string("SELECT ") + kPaymentColumns +
-                                     " FROM payments WHERE status IN ('created', 'requires_action', 'processing')"
+                                     " FROM payments WHERE " PENDING_PAYMENT
                                      " AND updated_at < ?1 ORDER BY updated_at LIMIT ?2";
       auto s = db.prepare(sql.c_str());
       s.bind(1, updated_before).bind(2, limit);
@@ -247,7 +255,7 @@ class SqliteStore final : public Store {
                                                                  std::int64_t lease_until) override {
     return write<std::vector<PaymentRecord>>([connector = std::move(connector), now, limit, lease_until](Db& db) {
       static const std::string sql = std::string("SELECT ") + kPaymentColumns +
-                                     " FROM payments WHERE status IN ('created', 'requires_action', 'processing')"
+                                     " FROM payments WHERE " PENDING_PAYMENT
                                      " AND next_check_at <= ?1 AND connector = ?2 ORDER BY next_check_at LIMIT ?3";
       std::vector<PaymentRecord> out;
       {
@@ -861,7 +869,7 @@ class SqliteStore final : public Store {
     for (int attempt = 1; !migrated_; ++attempt) {
       try {
         Db db(options_.path, false);
-        db.exec("PRAGMA journal_mode=WAL");
+        db.exec(kOpenPragmas);
         migrate(db);
         std::lock_guard lock(migrated_mutex_);
         migrated_ = true;
