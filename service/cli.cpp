@@ -57,7 +57,7 @@ int run_connector_command(int argc, char** argv) {
       return 1;
     }
     asio::io_context ioc(1);
-    auto store = store::open_store(config.storage.url);
+    auto store = store::open_store(config.storage.url, ioc.get_executor());
     std::string error = "not run";
     std::string terminal;
     {

@@ -52,16 +52,33 @@ int backup(const Config& config, const std::string& to) {
 }
 
 // Keys are kept at least 24 h, then pruned hourly.
-asio::awaitable<void> prune_idempotency_keys(store::Store& store) {
+// With several instances on one database, a key still in progress this long after it was taken
+// belongs to a request whose process died: no request runs anywhere near this long.
+constexpr std::int64_t kInterruptedAfterMs = 10 * 60 * 1000;
+
+// Prunes expired idempotency keys hourly; on a shared database also settles, every minute, the
+// keys other instances left in progress when they died.
+asio::awaitable<void> run_housekeeping(App& app, bool shared_store) {
   asio::steady_timer timer(co_await asio::this_coro::executor);
+  std::int64_t next_prune = 0;
   for (;;) {
-    try {
-      auto n = co_await store.prune_idempotency(now_ms() - kIdempotencyRetentionMs);
-      if (n) spdlog::info("pruned {} idempotency keys older than 24h", n);
-    } catch (const std::exception& e) {
-      spdlog::warn("idempotency pruning failed: {}", e.what());
+    if (now_ms() >= next_prune) {
+      try {
+        auto n = co_await app.store->prune_idempotency(now_ms() - kIdempotencyRetentionMs);
+        if (n) spdlog::info("pruned {} idempotency keys older than 24h", n);
+        next_prune = now_ms() + 3600 * 1000;
+      } catch (const std::exception& e) {
+        spdlog::warn("idempotency pruning failed: {}", e.what());
+      }
     }
-    timer.expires_after(std::chrono::hours(1));
+    if (shared_store) {
+      try {
+        co_await app.orchestrator.settle_interrupted(now_ms() - kInterruptedAfterMs);
+      } catch (const std::exception& e) {
+        spdlog::warn("settling interrupted requests failed: {}", e.what());
+      }
+    }
+    timer.expires_after(shared_store ? std::chrono::minutes(1) : std::chrono::hours(1));
     auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
     if (ec) co_return;
   }
@@ -126,6 +143,7 @@ int main(int argc, char** argv) {
     for (const auto& c : m.connectors) obs::metrics::set_circuit_state(c.id, 0);
 
   CredentialKeeper credentials(config, *app->store, app->exchange, app->connectors);
+  const bool shared_store = store::store_is_shared(config.storage.url);
   http::Router router;
   register_routes(router, *app);
   http::ServerOptions so;
@@ -145,17 +163,25 @@ int main(int argc, char** argv) {
                config.server.public_url);
 
   asio::co_spawn(ioc, [&]() -> asio::awaitable<void> {
-    try {
-      // Endpoints first: an event written from now on finds its merchant's webhook URL.
-      co_await app->webhooks.start();
-      co_await credentials.load();  // gateway-issued credentials before the first gateway call
-      co_await app->orchestrator.settle_interrupted();
-      app->ready = true;
-      spdlog::info("paymux ready");
-    } catch (const std::exception& e) {
-      spdlog::error("start-up settlement failed: {} (not ready)", e.what());
+    // Retried until it succeeds: a database that is not there yet keeps the service "not ready".
+    asio::steady_timer retry(co_await asio::this_coro::executor);
+    // Endpoints first (retried inside): an event written from now on finds its merchant's webhook URL.
+    co_await app->webhooks.start();
+    for (int attempt = 1; !app->ready; ++attempt) {
+      try {
+        co_await credentials.load();  // gateway-issued credentials before the first gateway call
+        co_await app->orchestrator.settle_interrupted(shared_store ? now_ms() - kInterruptedAfterMs : now_ms() + 1);
+        app->ready = true;
+        spdlog::info("paymux ready");
+      } catch (const std::exception& e) {
+        spdlog::error("start-up settlement failed (attempt {}): {} (not ready; retrying)", attempt, e.what());
+      }
+      if (app->ready) break;
+      retry.expires_after(std::chrono::seconds(1));
+      auto [ec] = co_await retry.async_wait(asio::as_tuple(asio::use_awaitable));
+      if (ec) co_return;
     }
-    co_await prune_idempotency_keys(*app->store);
+    co_await run_housekeeping(*app, shared_store);
   }, asio::detached);
   asio::co_spawn(ioc, [&]() -> asio::awaitable<void> { co_await app->orchestrator.run_reconciler(); }, asio::detached);
   asio::co_spawn(ioc, [&]() -> asio::awaitable<void> { co_await credentials.run(config.reconciler.tick); },

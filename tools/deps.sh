@@ -9,7 +9,7 @@ set -euo pipefail
 # Boost.JSON and Boost.URL: the parts of libboost1.81-all-dev that paymux uses.
 want=(g++ cmake ninja-build pkg-config ccache ca-certificates curl
       libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
-      libssl-dev libspdlog-dev libyaml-cpp-dev libsqlite3-dev libqrencode-dev
+      libssl-dev libspdlog-dev libyaml-cpp-dev libsqlite3-dev libqrencode-dev libpq-dev
       prometheus-cpp-dev)
 case "${1:-build}" in
   build) ;;
@@ -17,7 +17,7 @@ case "${1:-build}" in
   bench) want+=(wrk python3 postgresql-15 postgresql-client-15) ;;
   image) want=(buildah debootstrap ca-certificates) ;;
   runtime) want=(ca-certificates libboost-json1.81.0 libboost-url1.81.0 libssl3 libspdlog1.10
-                 libfmt9 libyaml-cpp0.7 libsqlite3-0 libqrencode4 libprometheus-cpp-core1.0) ;;
+                 libfmt9 libyaml-cpp0.7 libsqlite3-0 libpq5 libqrencode4 libprometheus-cpp-core1.0) ;;
   *) echo "usage: $0 [build|test|bench|image|runtime]" >&2; exit 2 ;;
 esac
 missing=()

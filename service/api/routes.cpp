@@ -35,7 +35,7 @@ std::string Authenticator::merchant_for(std::string_view api_key) const {
 
 App::App(const Config& cfg, boost::asio::io_context& ioc)
     : config(cfg),
-      store(store::open_store(cfg.storage.url)),
+      store(store::open_store(cfg.storage.url, ioc.get_executor())),
       client(ioc.get_executor(), net::ClientOptions{cfg.tls.ca_file}),
       exchange(client),
       connectors(cfg, providers::ProviderEnv{cfg.server.public_url}),

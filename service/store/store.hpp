@@ -7,6 +7,7 @@
 // the caller read, so two writers never overwrite each other.
 #include "service/store/records.hpp"
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
 #include <memory>
@@ -112,8 +113,9 @@ class Store {
                                                                             std::string key) = 0;
   // Deletes completed keys created before the cutoff; returns how many.
   virtual asio::awaitable<std::int64_t> prune_idempotency(std::int64_t created_before) = 0;
-  // Keys left in progress by a process that died: returned so that start-up can settle them.
-  virtual asio::awaitable<std::vector<IdempotencyRecord>> in_progress_idempotency() = 0;
+  // Keys still in progress that were taken before `created_before`: left by a process that died
+  // (or, with several instances on one database, by a request that has run far too long).
+  virtual asio::awaitable<std::vector<IdempotencyRecord>> in_progress_idempotency(std::int64_t created_before) = 0;
 
   // Merchant webhooks (the outbox). At start-up the configured endpoints are written: a merchant
   // whose URL changed is enabled again (its `disabled` rows pending again), a merchant without a
@@ -147,7 +149,10 @@ class Store {
   virtual asio::awaitable<void> record_notification(NotificationRecord n) = 0;
 };
 
-// Opens the store named by a storage URL (sqlite://path), applying migrations.
-std::unique_ptr<Store> open_store(const std::string& url);
+// Opens the store named by a storage URL (sqlite://path or postgresql://...), applying migrations.
+// A PostgreSQL store waits for its database on `ex` (the event loop that runs the callers).
+std::unique_ptr<Store> open_store(const std::string& url, asio::any_io_executor ex);
+// Whether instances may share the store's database (PostgreSQL): work is then claimed, not assumed.
+bool store_is_shared(const std::string& url);
 
 }  // namespace paymux::store
