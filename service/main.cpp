@@ -53,12 +53,23 @@ int backup(const Config& config, const std::string& to) {
 
 // Keys are kept at least 24 h, then pruned hourly.
 // With several instances on one database, a key still in progress this long after it was taken
-// belongs to a request whose process died: no request runs anywhere near this long.
-constexpr std::int64_t kInterruptedAfterMs = 10 * 60 * 1000;
+// belongs to a request whose process died: a request tries each of its merchant's connectors at
+// most once (an access token fetch, then the call), each bounded by its timeouts; 30 s more cover
+// the store and the rest.
+std::int64_t interrupted_after_ms(const Config& config) {
+  std::int64_t longest = 0;
+  for (const auto& m : config.merchants) {
+    std::int64_t sum = 0;
+    for (const auto& c : m.connectors) sum += 2 * (c.connect_timeout + c.timeout).count();
+    longest = std::max(longest, sum);
+  }
+  return 30'000 + longest;
+}
 
-// Prunes expired idempotency keys hourly; on a shared database also settles, every minute, the
-// keys other instances left in progress when they died.
+// Prunes expired idempotency keys hourly; on a shared database also settles, every 15 s, the keys
+// other instances left in progress when they died.
 asio::awaitable<void> run_housekeeping(App& app, bool shared_store) {
+  const auto interrupted_after = interrupted_after_ms(app.config);
   asio::steady_timer timer(co_await asio::this_coro::executor);
   std::int64_t next_prune = 0;
   for (;;) {
@@ -73,12 +84,12 @@ asio::awaitable<void> run_housekeeping(App& app, bool shared_store) {
     }
     if (shared_store) {
       try {
-        co_await app.orchestrator.settle_interrupted(now_ms() - kInterruptedAfterMs);
+        co_await app.orchestrator.settle_interrupted(now_ms() - interrupted_after);
       } catch (const std::exception& e) {
         spdlog::warn("settling interrupted requests failed: {}", e.what());
       }
     }
-    timer.expires_after(shared_store ? std::chrono::minutes(1) : std::chrono::hours(1));
+    timer.expires_after(shared_store ? std::chrono::seconds(15) : std::chrono::hours(1));
     auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
     if (ec) co_return;
   }
@@ -170,7 +181,7 @@ int main(int argc, char** argv) {
     for (int attempt = 1; !app->ready; ++attempt) {
       try {
         co_await credentials.load();  // gateway-issued credentials before the first gateway call
-        co_await app->orchestrator.settle_interrupted(shared_store ? now_ms() - kInterruptedAfterMs : now_ms() + 1);
+        co_await app->orchestrator.settle_interrupted(shared_store ? now_ms() - interrupted_after_ms(config) : now_ms() + 1);
         app->ready = true;
         spdlog::info("paymux ready");
       } catch (const std::exception& e) {

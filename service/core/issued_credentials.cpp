@@ -53,13 +53,35 @@ asio::awaitable<void> CredentialKeeper::load() {
 asio::awaitable<void> CredentialKeeper::rotate_if_due(const Connector& k) {
   const auto interval = std::chrono::duration_cast<std::chrono::milliseconds>(k.provider->rotation_interval()).count();
   if (interval <= 0) co_return;
-  const auto state = loaded(k.id());
+  auto state = loaded(k.id());
   if (now_ms() < state.issued_at + interval) co_return;
   auto current = k.provider->current_credentials();
   if (!current) co_return;  // nothing to rotate yet (not activated)
 
   // Due again a tenth of the interval (at most a minute) from now when this round does not succeed.
-  const Loaded later{state.version, now_ms() - interval + std::min<std::int64_t>(interval / 10, 60'000)};
+  const auto retry_in = std::min<std::int64_t>(interval / 10, 60'000);
+  Loaded later{state.version, now_ms() - interval + retry_in};
+
+  // Instances sharing a store rotate once: the one whose claim (the same credentials written back,
+  // conditional on the version it read) lands rotates; the others load what it stores. The claim
+  // makes the credentials look due again a little later, so that another instance takes over if
+  // this one stops midway.
+  store::ConnectorCredentialsRecord claim{k.id(), bj::serialize(*current), 0, now_ms() - interval + 2 * retry_in};
+  bool claimed = false;
+  try {
+    claimed = co_await store_.put_connector_credentials(claim, state.version);
+  } catch (const std::exception& e) {
+    spdlog::warn("connector {}: cannot claim the credential rotation: {}; trying again later", k.id(), e.what());
+    set_loaded(k.id(), later);
+    co_return;
+  }
+  if (!claimed) {
+    spdlog::info("connector {}: credential rotation taken by another process", k.id());
+    co_return;  // loaded on the next tick
+  }
+  state.version += 1;
+  later.version = state.version;
+  set_loaded(k.id(), later);
   asio::steady_timer pause(co_await asio::this_coro::executor);
   // A lost answer may mean the gateway issued new credentials that never arrived: ask again with
   // the old ones (SIGNING.md: the gateway answers a repeated check-in on the old key).

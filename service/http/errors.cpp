@@ -89,4 +89,9 @@ ApiError internal_error() {
   return {500, ErrorType::api_error, "internal_error", "An internal error occurred.", {}};
 }
 
+ApiError service_unavailable() {
+  return {503, ErrorType::api_error, "service_unavailable", "The service is temporarily unavailable; retry shortly.",
+          {}};
+}
+
 }  // namespace paymux::http

@@ -43,6 +43,7 @@ ApiError not_found(std::string message);
 ApiError state_conflict(std::string message);
 ApiError unsupported(std::string message);
 ApiError internal_error();
+ApiError service_unavailable();  // 503: the store is not answering
 
 }  // namespace paymux::http
 

@@ -1,6 +1,5 @@
 #include "service/http/router.hpp"
-
-#include "service/store/store.hpp"
+#include "service/http/unavailable.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -79,28 +78,20 @@ asio::awaitable<Response> Router::dispatch(RequestContext& ctx) const {
   match(*found, parts, &ctx);
   ctx.route = found->pattern;
   std::exception_ptr failure;
-  bool unavailable = false;
   try {
     co_return co_await found->handler(ctx);
-  } catch (const store::StoreUnavailable& e) {
-    // The database cannot be reached or cannot write: nothing was half-applied, the client may retry
-    // (with its Idempotency-Key) once the store is back; /readyz says when.
-    unavailable = true;
-    spdlog::warn("request {} failed: {}", ctx.request_id, e.what());
   } catch (const boost::system::system_error& e) {
     if (e.code() == asio::error::operation_aborted) throw;  // shutdown: let the session end
     failure = std::current_exception();
     spdlog::error("request {} failed: {}", ctx.request_id, e.what());
+  } catch (const Unavailable& e) {
+    spdlog::warn("request {}: service unavailable: {}", ctx.request_id, e.what());
+    auto res = error_response(service_unavailable(), ctx.request_id, ctx.req.version(), ctx.req.keep_alive());
+    res.set(bhttp::field::retry_after, "1");
+    co_return res;
   } catch (const std::exception& e) {
     failure = std::current_exception();
     spdlog::error("request {} failed: {}", ctx.request_id, e.what());
-  }
-  if (unavailable) {
-    auto res = error_response(ApiError{503, ErrorType::api_error, "service_unavailable",
-                                       "The service cannot reach its database; try again shortly.", {}},
-                              ctx.request_id, ctx.req.version(), ctx.req.keep_alive());
-    res.set(bhttp::field::retry_after, "1");
-    co_return res;
   }
   co_return error_response(internal_error(), ctx.request_id, ctx.req.version(), ctx.req.keep_alive());
 }

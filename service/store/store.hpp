@@ -5,6 +5,7 @@
 // which never wait for the writer (see sqlite_store.hpp). A status change
 // and the events it causes are written in one transaction; updates are conditional on the version
 // the caller read, so two writers never overwrite each other.
+#include "service/http/unavailable.hpp"
 #include "service/store/records.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
@@ -21,8 +22,8 @@ namespace asio = boost::asio;
 
 // Thrown when the store cannot do its work (I/O error, database gone). Callers answer "not
 // received" to gateways and 503/500 to merchants; nothing is half-applied.
-struct StoreUnavailable : std::runtime_error {
-  using std::runtime_error::runtime_error;
+struct StoreUnavailable : http::Unavailable {
+  using http::Unavailable::Unavailable;
 };
 
 // Work waiting, for the operations metrics.

@@ -9,6 +9,7 @@ Traffic goes to 127.0.0.1 only.
 """
 import copy
 import json
+import secrets
 import os
 import shutil
 import signal
@@ -99,6 +100,13 @@ def glocash_psn_sign(fields, key=GLOCASH_KEY):
     return hashlib.sha256("".join(parts).encode()).hexdigest()
 
 
+def pg_schema_url(url):
+    """A fresh, empty schema on the PostgreSQL server at url; the URL that uses it."""
+    schema = "it_" + secrets.token_hex(8)
+    subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", url, "-c", f"CREATE SCHEMA {schema}"], check=True)
+    return url + ("&" if "?" in url else "?") + "options=-csearch_path%3D" + schema
+
+
 class Stack:
     """paymux + paymux-sandbox, configured for one test class.
 
@@ -122,6 +130,8 @@ class Stack:
         self.sandbox = None
         self.db = os.path.join(self.dir, "paymux.db")
         self.storage_url = storage_url or f"sqlite://{self.db}"
+        if storage_url is None and os.environ.get("PAYMUX_TEST_PG_URL"):  # the suite can run on PostgreSQL
+            self.storage_url = pg_schema_url(os.environ["PAYMUX_TEST_PG_URL"])
         self.owns_sandbox = True
 
     # --- configuration -------------------------------------------------------------------------

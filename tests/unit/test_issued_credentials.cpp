@@ -132,7 +132,7 @@ TEST_CASE("terminal check-in: a lost answer is retried with the old key; the new
     std::optional<store::ConnectorCredentialsRecord> stored;
     run_task(ioc, [&]() -> asio::awaitable<void> { stored = co_await store->get_connector_credentials("sqb_store1"); }());
     REQUIRE(stored);
-    CHECK(stored->version == 2);
+    CHECK(stored->version == 3);  // the claim, then the new key
     CHECK(boost::json::parse(stored->data_json).at("terminal_key").as_string() == "K-new-2");
 
     // Not due again within the interval.
@@ -149,6 +149,24 @@ TEST_CASE("terminal check-in: a lost answer is retried with the old key; the new
     run_task(ioc, rotate(&keeper, k));
     CHECK(gw.authorizations.size() == 1);
     CHECK(k->provider->current_credentials()->at("terminal_key").as_string() == "K-old");
+  }
+
+  SECTION("two processes on one store: one checks in, the other loads the key it stored") {
+    gw.hold_first = 0;
+    store::ConnectorCredentialsRecord old{"sqb_store1", R"({"terminal_sn":"T1","terminal_key":"K-old"})", 0, 1};
+    run_task(ioc, [&]() -> asio::awaitable<void> { co_await store->put_connector_credentials(old, 0); }());
+    Connectors other_connectors(config, {"http://127.0.0.1:8080"});
+    CredentialKeeper other(config, *store, exchange, other_connectors);
+    const auto* k2 = other_connectors.find("sqb_store1");
+    REQUIRE(k2);
+    run_task(ioc, rotate(&keeper, k));
+    run_task(ioc, rotate(&other, k2));
+    CHECK(gw.authorizations.size() == 1);
+    const auto key = [](const Connector* c) {
+      return std::string(c->provider->current_credentials()->at("terminal_key").as_string());
+    };
+    CHECK(key(k) != "K-old");
+    CHECK(key(k2) == key(k));
   }
 
   SECTION("activation") {

@@ -7,7 +7,10 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <libpq-fe.h>
 
+#include <cerrno>
 #include <charconv>
+
+#include <sys/socket.h>
 
 namespace paymux::store::pg {
 
@@ -39,7 +42,7 @@ std::int64_t Result::int64(int row, int col) const {
 }
 bool Result::is_null(int row, int col) const { return PQgetisnull(r_.get(), row, col) != 0; }
 
-Conn::Conn(asio::any_io_executor ex) : ex_(std::move(ex)) {}
+Conn::Conn(asio::any_io_executor ex, std::uint64_t epoch) : ex_(std::move(ex)), epoch_(epoch) {}
 
 Conn::~Conn() {
   if (socket_) socket_->release();  // libpq owns the descriptor
@@ -87,9 +90,17 @@ asio::awaitable<void> Conn::connect(const ConnOptions& o) {
 
 bool Conn::usable() {
   if (broken_ || !conn_ || PQstatus(conn_) != CONNECTION_OK) return false;
-  // A server that went away while the connection sat idle has usually said so (or closed the
-  // socket): reading what is there notices it without a round trip.
-  if (!PQconsumeInput(conn_) || PQstatus(conn_) != CONNECTION_OK || PQisBusy(conn_)) return false;
+  // A server that went away while the connection sat idle has said so and closed the socket:
+  // reading what is there (its last words) and peeking for the end of the stream notices it
+  // without a round trip.
+  const int fd = PQsocket(conn_);
+  char byte = 0;
+  for (int round = 0; round < 2; ++round) {
+    const auto n = ::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0) return false;  // closed by the server
+    if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+    if (!PQconsumeInput(conn_) || PQstatus(conn_) != CONNECTION_OK || PQisBusy(conn_)) return false;
+  }
   return true;
 }
 
@@ -181,9 +192,10 @@ asio::awaitable<Pool::Lease> Pool::acquire() {
     throw StoreUnavailable("database: no connection free within " + std::to_string(acquire_timeout_.count()) + " ms");
   Lease lease(shared_from_this(), std::get<0>(r));
   auto& conn = slots_[std::get<0>(r)];
-  if (!conn || !conn->usable()) {
+  // A connection opened before another one failed is suspect: the server may have restarted.
+  if (!conn || conn->epoch() < failures_.load() || !conn->usable()) {
     conn.reset();
-    auto fresh = std::make_unique<Conn>(ex_);
+    auto fresh = std::make_unique<Conn>(ex_, failures_.load());
     co_await fresh->connect(options_);
     conn = std::move(fresh);
   }
@@ -204,6 +216,10 @@ asio::awaitable<void> Pool::roll_back_and_release(std::shared_ptr<Pool> pool, st
 Pool::Lease::~Lease() {
   if (!pool_) return;
   auto& conn = pool_->slots_[slot_];
+  if (conn && !conn->usable()) {
+    pool_->failures_.fetch_add(1);
+    conn.reset();
+  }
   if (conn && conn->usable() && conn->in_transaction()) {
     // Given back mid-transaction (an error): roll back now, so that no lock outlives the lease.
     auto ex = pool_->ex_;

@@ -9,6 +9,7 @@
 #include <boost/asio/experimental/concurrent_channel.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -82,7 +83,8 @@ struct ConnOptions {
 
 class Conn {
  public:
-  explicit Conn(asio::any_io_executor ex);
+  // epoch: the pool's count of failed connections when this one was opened.
+  Conn(asio::any_io_executor ex, std::uint64_t epoch);
   ~Conn();
   Conn(const Conn&) = delete;
   Conn& operator=(const Conn&) = delete;
@@ -96,6 +98,7 @@ class Conn {
   // False once the connection failed; a broken connection is replaced, never reused.
   bool usable();
   bool in_transaction() const;
+  std::uint64_t epoch() const { return epoch_; }
 
  private:
   asio::awaitable<void> flush();
@@ -109,10 +112,13 @@ class Conn {
   std::chrono::milliseconds query_timeout_{30000};
   std::unordered_map<std::string, std::string> prepared_;  // SQL text -> statement name
   bool broken_ = false;
+  std::uint64_t epoch_ = 0;
 };
 
 // A bounded pool. acquire() waits for a free connection (at most `acquire_timeout`), opening one
-// when its slot has none or its connection broke. A lease given back inside a transaction is rolled
+// when its slot has none or its connection broke. Once one connection is found broken, every
+// connection opened before is replaced at its next use (the server probably restarted), so a
+// database restart costs the requests in flight at that moment, not one request per connection. A lease given back inside a transaction is rolled
 // back before the connection is used again.
 class Pool : public std::enable_shared_from_this<Pool> {
  public:
@@ -145,6 +151,7 @@ class Pool : public std::enable_shared_from_this<Pool> {
   ConnOptions options_;
   std::chrono::milliseconds acquire_timeout_;
   std::vector<std::unique_ptr<Conn>> slots_;  // touched only by the slot's current holder
+  std::atomic<std::uint64_t> failures_{0};    // connections found broken so far
   asio::experimental::concurrent_channel<void(boost::system::error_code, std::size_t)> free_;
 };
 

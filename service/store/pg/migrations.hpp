@@ -1,7 +1,8 @@
 #pragma once
-// Versioned schema migrations for the PostgreSQL store (the SQLite store's schema in PostgreSQL's
-// dialect), applied in order at start-up under an advisory lock, so that instances starting
-// together apply each once. A migration is never edited once released: add a new one.
+// Versioned schema migrations for the PostgreSQL store: the SQLite store's migrations, version for
+// version, in PostgreSQL's dialect. Applied in order at start-up under an advisory lock, so that
+// instances starting together apply each once. A migration is never edited once released: add a
+// new one (to both lists).
 #include <array>
 
 namespace paymux::store::pg {
@@ -11,7 +12,7 @@ struct Migration {
   const char* sql;
 };
 
-inline constexpr std::array<Migration, 1> kMigrations{{
+inline constexpr std::array<Migration, 5> kMigrations{{
     {1, R"sql(
 CREATE TABLE payments (
   seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -37,15 +38,10 @@ CREATE TABLE payments (
   updated_at BIGINT NOT NULL,
   expires_at BIGINT NOT NULL DEFAULT 0,
   version BIGINT NOT NULL DEFAULT 0,
-  next_check_at BIGINT NOT NULL DEFAULT 0,
-  check_count INTEGER NOT NULL DEFAULT 0,
-  provider_data TEXT NOT NULL DEFAULT '{}',
   UNIQUE (merchant, reference)
 );
 CREATE INDEX payments_merchant_seq ON payments (merchant, seq);
 CREATE INDEX payments_pending ON payments (updated_at)
-  WHERE status IN ('created', 'requires_action', 'processing');
-CREATE INDEX payments_due ON payments (connector, next_check_at)
   WHERE status IN ('created', 'requires_action', 'processing');
 
 CREATE TABLE refunds (
@@ -64,7 +60,6 @@ CREATE TABLE refunds (
   updated_at BIGINT NOT NULL
 );
 CREATE INDEX refunds_payment ON refunds (payment_id);
-CREATE INDEX refunds_pending ON refunds (updated_at) WHERE status = 'pending';
 
 CREATE TABLE events (
   seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -106,6 +101,17 @@ CREATE TABLE notifications (
 );
 CREATE INDEX notifications_payment ON notifications (payment_id);
 
+)sql"},
+    {2, R"sql(
+-- Reconciliation: when a payment that has not reached a definite end is next asked about.
+ALTER TABLE payments ADD COLUMN next_check_at BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE payments ADD COLUMN check_count INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX payments_due ON payments (connector, next_check_at)
+  WHERE status IN ('created', 'requires_action', 'processing');
+)sql"},
+    {3, R"sql(
+-- Merchant webhooks: an outbox row per event, written in the event's transaction, and every
+-- delivery attempt.
 CREATE TABLE webhook_endpoints (
   merchant TEXT PRIMARY KEY,
   url TEXT NOT NULL,
@@ -145,12 +151,21 @@ CREATE TABLE webhook_attempts (
 );
 CREATE INDEX webhook_attempts_event ON webhook_attempts (event_id, seq);
 
+)sql"},
+    {4, R"sql(
+-- Facts a gateway reports about a payment that are not ours to interpret: a JSON object.
+ALTER TABLE payments ADD COLUMN provider_data TEXT NOT NULL DEFAULT '{}';
+)sql"},
+    {5, R"sql(
+-- Credentials a gateway issues at run time, a JSON object per connector; updates conditional on version.
 CREATE TABLE connector_credentials (
   connector TEXT PRIMARY KEY,
   data TEXT NOT NULL,
   version BIGINT NOT NULL,
   updated_at BIGINT NOT NULL
 );
+-- Refunds whose outcome is unknown are asked about again.
+CREATE INDEX refunds_pending ON refunds (updated_at) WHERE status = 'pending';
 )sql"},
 }};
 
