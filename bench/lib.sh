@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the wrk benchmarks bench/run.sh and bench/pg.sh (sourced after `set -euo pipefail` and a
 # cd to the repository's root): build, run directory, processes on free loopback ports, wrk runs with
 # the CPU each process used, and the checks that make a run invalid.

@@ -78,6 +78,7 @@ role_pids() {
       [[ -n "$PG_DIR" ]] || return 0
       local pm
       pm=$(head -1 "$PG_DIR/data/postmaster.pid" 2>/dev/null) || return 0
+      # shellcheck disable=SC2046  # one pid per word
       echo "$pm" $(pgrep -P "$pm" || true) ;;
     *) local v="${1}_pid"; echo "${!v:-}" ;;
   esac
