@@ -154,11 +154,11 @@ done
 
 # --- summary ---------------------------------------------------------------------------------------
 best() {
-  local n=$1 b="" c
+  local n=$1 pick="" c
   for c in $POST_CONNS; do
-    if [[ -z "$b" ]] || awk -v a="${RPS[$n,$c]}" -v x="${RPS[$n,$b]}" 'BEGIN { exit !(a > x) }'; then b=$c; fi
+    if [[ -z "$pick" ]] || awk -v a="${RPS[$n,$c]}" -v x="${RPS[$n,$pick]}" 'BEGIN { exit !(a > x) }'; then pick=$c; fi
   done
-  echo "$b"
+  echo "$pick"
 }
 B1=$(best 1)
 B2=$(best 2)
