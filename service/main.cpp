@@ -52,27 +52,30 @@ int backup(const Config& config, const std::string& to) {
 }
 
 // Keys are kept at least 24 h, then pruned hourly.
-// With several instances on one database, a key still in progress this long after it was taken
-// belongs to a request whose process died: a request tries each of its merchant's connectors at
-// most once (an access token fetch, then the call), each bounded by its timeouts; 30 s more cover
-// the store and the rest.
-std::int64_t interrupted_after_ms(const Config& config) {
-  std::int64_t longest = 0;
-  for (const auto& m : config.merchants) {
-    std::int64_t sum = 0;
-    for (const auto& c : m.connectors) sum += 2 * (c.connect_timeout + c.timeout).count();
-    longest = std::max(longest, sum);
-  }
-  return 30'000 + longest;
+// Every process writes a heartbeat into the store; one silent for kGoneAfterMs has stopped, and the
+// Idempotency-Keys it left in progress are settled by the others (or by its successor).
+constexpr std::int64_t kHeartbeatMs = 5'000;
+constexpr std::int64_t kGoneAfterMs = 20'000;
+constexpr std::int64_t kSettleEveryMs = 15'000;
+
+// Keys left in progress by stopped processes. Alone on its store (SQLite), a starting process
+// settles every key it did not take itself; sharing it, only those of processes gone silent.
+asio::awaitable<void> settle_interrupted(App& app, bool shared_store) {
+  const auto now = now_ms();
+  co_await app.orchestrator.settle_interrupted(now, shared_store ? now - kGoneAfterMs : INT64_MAX);
 }
 
-// Prunes expired idempotency keys hourly; on a shared database also settles, every 15 s, the keys
-// other instances left in progress when they died.
+// Heartbeats, idempotency key pruning (hourly) and, on a shared database, settlement of the keys
+// other instances left in progress when they stopped.
 asio::awaitable<void> run_housekeeping(App& app, bool shared_store) {
-  const auto interrupted_after = interrupted_after_ms(app.config);
   asio::steady_timer timer(co_await asio::this_coro::executor);
-  std::int64_t next_prune = 0;
+  std::int64_t next_prune = 0, next_settle = now_ms() + kSettleEveryMs;
   for (;;) {
+    try {
+      co_await app.store->heartbeat(now_ms());
+    } catch (const std::exception& e) {
+      spdlog::warn("heartbeat not written: {}", e.what());
+    }
     if (now_ms() >= next_prune) {
       try {
         auto n = co_await app.store->prune_idempotency(now_ms() - kIdempotencyRetentionMs);
@@ -82,14 +85,15 @@ asio::awaitable<void> run_housekeeping(App& app, bool shared_store) {
         spdlog::warn("idempotency pruning failed: {}", e.what());
       }
     }
-    if (shared_store) {
+    if (shared_store && now_ms() >= next_settle) {
       try {
-        co_await app.orchestrator.settle_interrupted(now_ms() - interrupted_after);
+        co_await settle_interrupted(app, true);
+        next_settle = now_ms() + kSettleEveryMs;
       } catch (const std::exception& e) {
         spdlog::warn("settling interrupted requests failed: {}", e.what());
       }
     }
-    timer.expires_after(shared_store ? std::chrono::seconds(15) : std::chrono::hours(1));
+    timer.expires_after(std::chrono::milliseconds(kHeartbeatMs));
     auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
     if (ec) co_return;
   }
@@ -181,7 +185,8 @@ int main(int argc, char** argv) {
     for (int attempt = 1; !app->ready; ++attempt) {
       try {
         co_await credentials.load();  // gateway-issued credentials before the first gateway call
-        co_await app->orchestrator.settle_interrupted(shared_store ? now_ms() - interrupted_after_ms(config) : now_ms() + 1);
+        co_await app->store->heartbeat(now_ms());
+        co_await settle_interrupted(*app, shared_store);
         app->ready = true;
         spdlog::info("paymux ready");
       } catch (const std::exception& e) {

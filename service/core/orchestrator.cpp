@@ -1016,8 +1016,8 @@ asio::awaitable<void> Orchestrator::run_reconciler() {
   asio::co_spawn(ex, reconcile_refunds_loop(), asio::detached);
 }
 
-asio::awaitable<void> Orchestrator::settle_interrupted(std::int64_t created_before) {
-  auto keys = co_await store_.in_progress_idempotency(created_before);
+asio::awaitable<void> Orchestrator::settle_interrupted(std::int64_t created_before, std::int64_t alive_after) {
+  auto keys = co_await store_.in_progress_idempotency(created_before, alive_after);
   for (auto& k : keys) {
     if (!is_valid_id(k.resource_id, kPaymentPrefix)) {
       co_await store_.release_idempotency(k.merchant, k.key);

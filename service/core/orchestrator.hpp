@@ -93,11 +93,10 @@ class Orchestrator {
   boost::asio::awaitable<void> reconcile_refunds();
   boost::asio::awaitable<void> run_reconciler();
 
-  // Keys left in progress by a stopped process (taken before `created_before`) are settled from
-  // their payment's state (a payment still `created` may have reached the gateway: it becomes
-  // `processing`). Alone on its store, a process settles every key at start-up; instances sharing a
-  // database settle, now and then, only keys older than any request can run.
-  boost::asio::awaitable<void> settle_interrupted(std::int64_t created_before);
+  // Keys left in progress by a stopped process (see Store::in_progress_idempotency) are settled
+  // from their payment's state (a payment still `created` may have reached the gateway: it becomes
+  // `processing`).
+  boost::asio::awaitable<void> settle_interrupted(std::int64_t created_before, std::int64_t alive_after);
 
   const std::string& public_url() const { return config_.server.public_url; }
 

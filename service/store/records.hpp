@@ -147,6 +147,7 @@ struct IdempotencyRecord {
   std::string response_body;
   std::string resource_id;  // the payment or refund it created, when any
   std::int64_t created_at = 0;
+  std::string owner;        // the process that took it (set by the store: Store::instance_id)
 };
 
 struct NotificationRecord {

@@ -111,10 +111,11 @@ IdempotencyRecord read_idempotency(const Row& s) {
   r.response_body = s.text(6);
   r.resource_id = s.text(7);
   r.created_at = s.int64(8);
+  r.owner = s.text(9);
   return r;
 }
 
 inline const char* const kIdempotencyColumns =
-    "merchant, key, endpoint, fingerprint, state, response_status, response_body, resource_id, created_at";
+    "merchant, key, endpoint, fingerprint, state, response_status, response_body, resource_id, created_at, owner";
 
 }  // namespace paymux::store

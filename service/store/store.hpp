@@ -114,9 +114,14 @@ class Store {
                                                                             std::string key) = 0;
   // Deletes completed keys created before the cutoff; returns how many.
   virtual asio::awaitable<std::int64_t> prune_idempotency(std::int64_t created_before) = 0;
-  // Keys still in progress that were taken before `created_before`: left by a process that died
-  // (or, with several instances on one database, by a request that has run far too long).
-  virtual asio::awaitable<std::vector<IdempotencyRecord>> in_progress_idempotency(std::int64_t created_before) = 0;
+  // Keys still in progress, taken before `created_before` by another process that has not sent a
+  // heartbeat since `alive_after`: left by a process that died. Alone on its store, a process
+  // passes alive_after = INT64_MAX at start-up (every other process is gone).
+  virtual asio::awaitable<std::vector<IdempotencyRecord>> in_progress_idempotency(std::int64_t created_before,
+                                                                                  std::int64_t alive_after) = 0;
+  // This process's identity in the store (the owner of the keys it takes), and its sign of life.
+  virtual const std::string& instance_id() const = 0;
+  virtual asio::awaitable<void> heartbeat(std::int64_t now) = 0;
 
   // Merchant webhooks (the outbox). At start-up the configured endpoints are written: a merchant
   // whose URL changed is enabled again (its `disabled` rows pending again), a merchant without a

@@ -243,6 +243,33 @@ TEST_CASE("concurrent writes all commit and are durable after reopening", "[stor
   });
 }
 
+TEST_CASE("keys left in progress are found once their process has gone silent", "[store]") {
+  for_each_store([](Backend& b) {
+    auto gone = b.open();
+    auto live = b.open();
+    auto other = b.open();
+    const auto now = now_ms();
+    b.run([&]() { return gone->heartbeat(now - 60'000); });
+    b.run([&]() { return live->heartbeat(now); });
+    auto k1 = key("acme", "k-gone", "pay_gone");
+    k1.created_at = now - 30'000;
+    auto k2 = key("acme", "k-live", "pay_live");
+    k2.created_at = now - 30'000;
+    CHECK(b.run([&]() { return gone->begin_idempotency(k1); }).outcome == BeginOutcome::started);
+    CHECK(b.run([&]() { return live->begin_idempotency(k2); }).outcome == BeginOutcome::started);
+    CHECK(b.run([&]() { return gone->get_idempotency("acme", "k-gone"); })->owner == gone->instance_id());
+    // Seen from a third process: only the silent one's key, and only if taken before the cutoff.
+    auto found = b.run([&]() { return other->in_progress_idempotency(now, now - 20'000); });
+    REQUIRE(found.size() == 1);
+    CHECK(found[0].key == "k-gone");
+    CHECK(b.run([&]() { return other->in_progress_idempotency(now - 40'000, now - 20'000); }).empty());
+    // Alone on the store at start-up, every other process counts as gone; its own keys never do.
+    CHECK(b.run([&]() { return other->in_progress_idempotency(now, INT64_MAX); }).size() == 2);
+    CHECK(b.run([&]() { return live->in_progress_idempotency(now, INT64_MAX); }).size() == 1);
+    CHECK(gone->instance_id() != live->instance_id());
+  });
+}
+
 TEST_CASE("two stores on one database: a key, a claim and a delivery go to one of them only", "[store]") {
   for_each_store([](Backend& b) {
     auto one = b.open();
@@ -306,7 +333,7 @@ TEST_CASE("idempotency keys complete, replay and are pruned", "[store]") {
     auto k = key("acme", "kk", "pay_x");
     CHECK(run([&]() { return store->begin_idempotency(k); }).outcome == BeginOutcome::started);
     CHECK(run([&]() { return store->begin_idempotency(k); }).outcome == BeginOutcome::exists);
-    CHECK(run([&]() { return store->in_progress_idempotency(INT64_MAX); }).size() == 1);
+    CHECK(run([&]() { return store->in_progress_idempotency(INT64_MAX, INT64_MAX); }).empty());  // its own
     k.state = IdempotencyState::completed;
     k.response_status = 201;
     k.response_body = "{\"id\":\"pay_x\"}";

@@ -85,6 +85,8 @@ asio::awaitable<void> Conn::connect(const ConnOptions& o) {
     poll = PQconnectPoll(conn_);
   }
   if (PQsetnonblocking(conn_, 1) != 0) fail("cannot switch to non-blocking mode");
+  // The server's notices ("relation ... already exists, skipping") are not the service's output.
+  PQsetNoticeProcessor(conn_, [](void*, const char*) {}, nullptr);
   query_timeout_ = o.query_timeout;
 }
 

@@ -12,7 +12,7 @@ struct Migration {
   const char* sql;
 };
 
-inline constexpr std::array<Migration, 5> kMigrations{{
+inline constexpr std::array<Migration, 6> kMigrations{{
     {1, R"sql(
 CREATE TABLE payments (
   seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -166,6 +166,16 @@ CREATE TABLE connector_credentials (
 );
 -- Refunds whose outcome is unknown are asked about again.
 CREATE INDEX refunds_pending ON refunds (updated_at) WHERE status = 'pending';
+)sql"},
+    {6, R"sql(
+-- Which process took an idempotency key, and when each process last showed it was alive: a key
+-- left in progress by a process that stopped is settled by another one (or by its successor).
+ALTER TABLE idempotency_keys ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+CREATE TABLE instances (
+  id TEXT PRIMARY KEY,
+  started_at BIGINT NOT NULL,
+  heartbeat_at BIGINT NOT NULL
+);
 )sql"},
 }};
 

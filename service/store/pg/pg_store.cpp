@@ -1,5 +1,7 @@
 #include "service/store/pg/pg_store.hpp"
 
+#include "service/core/clock.hpp"
+#include "service/core/ids.hpp"
 #include "service/obs/metrics.hpp"
 #include "service/store/pg/conn.hpp"
 #include "service/store/pg/migrations.hpp"
@@ -75,6 +77,7 @@ class PgStore final : public Store {
   // --- payments -----------------------------------------------------------------------------
 
   asio::awaitable<CreatePaymentResult> create_payment(PaymentRecord p, std::optional<IdempotencyRecord> key) override {
+    if (key) key->owner = instance_id_;
     auto c = co_await acquire();
     CreatePaymentResult result;
     if (auto existing = co_await begin_with_key(*c, key)) {
@@ -188,6 +191,7 @@ class PgStore final : public Store {
   // --- refunds ------------------------------------------------------------------------------
 
   asio::awaitable<CreateRefundResult> create_refund(RefundRecord rf, std::optional<IdempotencyRecord> key) override {
+    if (key) key->owner = instance_id_;
     auto c = co_await acquire();
     CreateRefundResult result;
     if (auto existing = co_await begin_with_key(*c, key)) {
@@ -270,6 +274,7 @@ class PgStore final : public Store {
   // --- idempotency keys ----------------------------------------------------------------------
 
   asio::awaitable<BeginResult> begin_idempotency(IdempotencyRecord r) override {
+    r.owner = instance_id_;
     auto c = co_await acquire();
     BeginResult result;
     if (!co_await insert_idempotency(*c, r)) {
@@ -302,12 +307,27 @@ class PgStore final : public Store {
     co_return r.affected();
   }
 
-  asio::awaitable<std::vector<IdempotencyRecord>> in_progress_idempotency(std::int64_t created_before) override {
+  asio::awaitable<std::vector<IdempotencyRecord>> in_progress_idempotency(std::int64_t created_before,
+                                                                          std::int64_t alive_after) override {
     auto c = co_await acquire();
     static const std::string sql = std::string("SELECT ") + kIdempotencyColumns +
-                                   " FROM idempotency_keys WHERE state = 'in_progress' AND created_at < $1";
-    co_return all_rows<IdempotencyRecord>(co_await c->query(sql, Params().add(created_before)),
-                                          read_idempotency<RowRef>);
+                                   " FROM idempotency_keys k WHERE state = 'in_progress' AND created_at < $1"
+                                   " AND owner != $3 AND NOT EXISTS (SELECT 1 FROM instances i"
+                                   " WHERE i.id = k.owner AND i.heartbeat_at >= $2)";
+    co_return all_rows<IdempotencyRecord>(
+        co_await c->query(sql, Params().add(created_before).add(alive_after).add(instance_id_)),
+        read_idempotency<RowRef>);
+  }
+
+  const std::string& instance_id() const override { return instance_id_; }
+
+  asio::awaitable<void> heartbeat(std::int64_t now) override {
+    auto c = co_await acquire();
+    co_await c->query(
+        "INSERT INTO instances (id, started_at, heartbeat_at) VALUES ($1, $2, $3) "
+        "ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+        Params().add(instance_id_).add(started_at_).add(now));
+    co_await c->query("DELETE FROM instances WHERE heartbeat_at < $1", Params().add(now - 86'400'000));
   }
 
   // --- merchant webhooks ---------------------------------------------------------------------
@@ -571,9 +591,10 @@ class PgStore final : public Store {
   static asio::awaitable<bool> insert_idempotency(Conn& c, const IdempotencyRecord& r) {
     auto res = co_await c.query(
         "INSERT INTO idempotency_keys (merchant, key, endpoint, fingerprint, state, response_status, response_body, "
-        "resource_id, created_at) VALUES ($1, $2, $3, $4, 'in_progress', 0, '', $5, $6) "
+        "resource_id, created_at, owner) VALUES ($1, $2, $3, $4, 'in_progress', 0, '', $5, $6, $7) "
         "ON CONFLICT (merchant, key) DO NOTHING",
-        Params().add(r.merchant).add(r.key).add(r.endpoint).add(r.fingerprint).add(r.resource_id).add(r.created_at));
+        Params().add(r.merchant).add(r.key).add(r.endpoint).add(r.fingerprint).add(r.resource_id).add(r.created_at)
+            .add(r.owner));
     co_return res.affected() == 1;
   }
 
@@ -658,6 +679,8 @@ class PgStore final : public Store {
 
   std::shared_ptr<Pool> pool_;
   std::atomic<bool> migrated_{false};
+  const std::string instance_id_ = new_id("ins_");
+  const std::int64_t started_at_ = now_ms();
 };
 
 std::int64_t parse_ms(const std::string& name, std::string_view v) {

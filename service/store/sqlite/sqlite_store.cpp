@@ -3,6 +3,8 @@
 #include "service/store/sqlite/db.hpp"
 #include "service/store/sqlite/migrations.hpp"
 #include "service/store/rows.hpp"
+#include "service/core/clock.hpp"
+#include "service/core/ids.hpp"
 #include "service/obs/metrics.hpp"
 
 #include <boost/asio/async_result.hpp>
@@ -134,6 +136,7 @@ class SqliteStore final : public Store {
   }
 
   asio::awaitable<CreatePaymentResult> create_payment(PaymentRecord p, std::optional<IdempotencyRecord> key) override {
+    if (key) key->owner = instance_id_;
     return write<CreatePaymentResult>([p = std::move(p), key = std::move(key)](Db& db) {
       CreatePaymentResult result;
       db.exec("SAVEPOINT create_payment");
@@ -274,6 +277,7 @@ class SqliteStore final : public Store {
   }
 
   asio::awaitable<CreateRefundResult> create_refund(RefundRecord r, std::optional<IdempotencyRecord> key) override {
+    if (key) key->owner = instance_id_;
     return write<CreateRefundResult>([r = std::move(r), key = std::move(key)](Db& db) {
       CreateRefundResult result;
       db.exec("SAVEPOINT create_refund");
@@ -387,6 +391,7 @@ class SqliteStore final : public Store {
   }
 
   asio::awaitable<BeginResult> begin_idempotency(IdempotencyRecord r) override {
+    r.owner = instance_id_;
     return write<BeginResult>([r = std::move(r)](Db& db) {
       BeginResult result;
       if (!insert_idempotency(db, r)) {
@@ -458,12 +463,15 @@ class SqliteStore final : public Store {
     });
   }
 
-  asio::awaitable<std::vector<IdempotencyRecord>> in_progress_idempotency(std::int64_t created_before) override {
-    return read<std::vector<IdempotencyRecord>>([created_before](Db& db) {
+  asio::awaitable<std::vector<IdempotencyRecord>> in_progress_idempotency(std::int64_t created_before,
+                                                                          std::int64_t alive_after) override {
+    return read<std::vector<IdempotencyRecord>>([created_before, alive_after, self = instance_id_](Db& db) {
       static const std::string sql = std::string("SELECT ") + kIdempotencyColumns +
-                                     " FROM idempotency_keys WHERE state = 'in_progress' AND created_at < ?1";
+                                     " FROM idempotency_keys k WHERE state = 'in_progress' AND created_at < ?1"
+                                     " AND owner != ?3 AND NOT EXISTS (SELECT 1 FROM instances i"
+                                     " WHERE i.id = k.owner AND i.heartbeat_at >= ?2)";
       auto s = db.prepare(sql.c_str());
-      s.bind(1, created_before);
+      s.bind(1, created_before).bind(2, alive_after).bind(3, self);
       std::vector<IdempotencyRecord> out;
       while (s.step()) out.push_back(read_idempotency(s));
       return out;
@@ -697,6 +705,23 @@ class SqliteStore final : public Store {
     });
   }
 
+  const std::string& instance_id() const override { return instance_id_; }
+
+  asio::awaitable<void> heartbeat(std::int64_t now) override {
+    return discard(write<Unit>([self = instance_id_, started = started_at_, now](Db& db) {
+      SQL u = "INSERT INTO instances (id, started_at, heartbeat_at) VALUES (?1, ?2, ?3) "
+              "ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at";
+      auto s = db.prepare(u);
+      s.bind(1, self).bind(2, started).bind(3, now);
+      s.exec();
+      SQL d = "DELETE FROM instances WHERE heartbeat_at < ?1";  // gone for a day
+      auto g = db.prepare(d);
+      g.bind(1, now - 86'400'000);
+      g.exec();
+      return Unit{};
+    }));
+  }
+
   asio::awaitable<void> record_notification(NotificationRecord n) override {
     return discard(write<Unit>([n = std::move(n)](Db& db) {
       insert_notification(db, n);
@@ -766,11 +791,11 @@ class SqliteStore final : public Store {
   static bool insert_idempotency(Db& db, const IdempotencyRecord& r) {
     SQL i =
         "INSERT INTO idempotency_keys (merchant, key, endpoint, fingerprint, state, response_status, response_body, "
-        "resource_id, created_at) VALUES (?1, ?2, ?3, ?4, 'in_progress', 0, '', ?5, ?6) "
+        "resource_id, created_at, owner) VALUES (?1, ?2, ?3, ?4, 'in_progress', 0, '', ?5, ?6, ?7) "
         "ON CONFLICT (merchant, key) DO NOTHING";
     auto s = db.prepare(i);
     s.bind(1, r.merchant).bind(2, r.key).bind(3, r.endpoint).bind(4, r.fingerprint).bind(5, r.resource_id);
-    s.bind(6, r.created_at);
+    s.bind(6, r.created_at).bind(7, r.owner);
     s.exec();
     return db.changes() == 1;
   }
@@ -1012,6 +1037,8 @@ class SqliteStore final : public Store {
   }
 
   SqliteOptions options_;
+  const std::string instance_id_ = new_id("ins_");
+  const std::int64_t started_at_ = now_ms();
   JobQueue writes_;
   JobQueue reads_;
   std::thread writer_;
