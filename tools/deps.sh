@@ -13,8 +13,8 @@ want=(g++ cmake ninja-build pkg-config ccache ca-certificates curl
       prometheus-cpp-dev)
 case "${1:-build}" in
   build) ;;
-  test)  want+=(catch2 python3 nodejs npm wrk chromium) ;;
-  bench) want+=(wrk python3) ;;
+  test)  want+=(catch2 python3 nodejs npm wrk chromium postgresql-15 postgresql-client-15) ;;
+  bench) want+=(wrk python3 postgresql-15 postgresql-client-15) ;;
   image) want=(buildah debootstrap ca-certificates) ;;
   runtime) want=(ca-certificates libboost-json1.81.0 libboost-url1.81.0 libssl3 libspdlog1.10
                  libfmt9 libyaml-cpp0.7 libsqlite3-0 libpq5 libqrencode4 libprometheus-cpp-core1.0) ;;

@@ -7,6 +7,7 @@ Traffic goes to 127.0.0.1 only.
 
     cd tests/integration && PAYMUX_BIN=... PAYMUX_SANDBOX_BIN=... python3 -m unittest -v test_http
 """
+import copy
 import json
 import secrets
 import os
@@ -22,9 +23,13 @@ import urllib.parse
 import http.client
 import hashlib
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 PAYMUX_BIN = os.environ.get("PAYMUX_BIN", "../../build/release/paymux")
 SANDBOX_BIN = os.environ.get("PAYMUX_SANDBOX_BIN", "../../build/release/paymux-sandbox")
+SOURCE_DIR = os.environ.get("PAYMUX_SOURCE_DIR",
+                            os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")))
+PG_SERVER_SCRIPT = os.path.join(SOURCE_DIR, "tools", "pg-test-server.sh")
 
 GLOCASH_EMAIL = "merchant@paymux.test"
 GLOCASH_KEY = "itest-glocash-secret-key-0042"
@@ -106,10 +111,11 @@ class Stack:
     """paymux + paymux-sandbox, configured for one test class.
 
     extra_merchant_yaml: more entries of paymux's merchants list (indented by two spaces, as in
-    paymux_config); "@SANDBOX_URL@" in it becomes the sandbox's base URL."""
+    paymux_config); "@SANDBOX_URL@" in it becomes the sandbox's base URL. storage_url: the store
+    (default: a SQLite file in the stack's directory)."""
 
     def __init__(self, extra_merchant_yaml="", paymux_env=None, gateway_timeout_ms=3000, time_factor=100.0,
-                 header_timeout_ms=2000, idle_timeout_ms=5000, shutdown_grace_ms=5000):
+                 header_timeout_ms=2000, idle_timeout_ms=5000, shutdown_grace_ms=5000, storage_url=None):
         self.dir = tempfile.mkdtemp(prefix="paymux-it-")
         self.header_timeout_ms = header_timeout_ms
         self.idle_timeout_ms = idle_timeout_ms
@@ -123,9 +129,10 @@ class Stack:
         self.paymux = None
         self.sandbox = None
         self.db = os.path.join(self.dir, "paymux.db")
-        self.storage_url = f"sqlite://{self.db}"
-        if os.environ.get("PAYMUX_TEST_PG_URL"):  # the whole suite can run on PostgreSQL instead
+        self.storage_url = storage_url or f"sqlite://{self.db}"
+        if storage_url is None and os.environ.get("PAYMUX_TEST_PG_URL"):  # the suite can run on PostgreSQL
             self.storage_url = pg_schema_url(os.environ["PAYMUX_TEST_PG_URL"])
+        self.owns_sandbox = True
 
     # --- configuration -------------------------------------------------------------------------
     def sandbox_config(self):
@@ -181,7 +188,8 @@ merchants:
     def start(self):
         for attempt in range(3):
             try:
-                self.start_sandbox()
+                if self.owns_sandbox:
+                    self.start_sandbox()
                 self.start_paymux()
                 return self
             except AssertionError:
@@ -189,11 +197,24 @@ merchants:
                 if attempt == 2:
                     raise
                 # Another process may have taken a "free" port meanwhile: pick new ones.
-                self.port, self.sandbox_port = free_port(), free_port()
+                self.port = free_port()
+                if self.owns_sandbox:
+                    self.sandbox_port = free_port()
             except BaseException:
                 self.kill_all()
                 raise
         return self
+
+    def peer(self):
+        """Another paymux of the same class and settings, on its own port and directory, with this
+        stack's sandbox and store (a shared database: storage_url); not started. Stopping it leaves
+        the sandbox running."""
+        other = copy.copy(self)
+        other.dir = tempfile.mkdtemp(prefix="paymux-it-")
+        other.port = free_port()
+        other.paymux = other.sandbox = None
+        other.owns_sandbox = False
+        return other
 
     def kill_all(self):
         for proc in (self.paymux, self.sandbox):
@@ -385,6 +406,23 @@ merchants:
             q["type"] = type
         return self.api("GET", "/v1/events?" + urllib.parse.urlencode(q)).json()["data"]
 
+    def all_events(self, type=None, key=API_KEY):
+        """Every event of the merchant (of one type), page after page, newest first."""
+        out, cursor = [], None
+        while True:
+            q = {"limit": "100"}
+            if type:
+                q["type"] = type
+            if cursor:
+                q["starting_after"] = cursor
+            r = self.api("GET", "/v1/events?" + urllib.parse.urlencode(q), key=key)
+            assert r.status == 200, r
+            page = r.json()
+            out += page["data"]
+            if not page["has_more"]:
+                return out
+            cursor = page["data"][-1]["id"]
+
 
 class StackTestCase(unittest.TestCase):
     """A test class with one Stack started before its tests and stopped after them.
@@ -447,3 +485,163 @@ class StackTestCase(unittest.TestCase):
         if type is not None:
             self.assertEqual(err["type"], type, response)
         return err
+
+
+class PgServer:
+    """A throw-away PostgreSQL server (tools/pg-test-server.sh) in its own temporary directory, on
+    127.0.0.1 and a free port that stays the same across stop/start/restart."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="paymux-pg-")
+        self.port = None
+        self._url = None
+
+    def _script(self, *args, timeout=120):
+        r = subprocess.run(["bash", PG_SERVER_SCRIPT, *args], capture_output=True, text=True, timeout=timeout)
+        if r.returncode != 0:
+            raise AssertionError(f"pg-test-server.sh {' '.join(args)} failed ({r.returncode}): {r.stderr.strip()}\n"
+                                 f"{self.log_tail()}")
+        return r.stdout
+
+    def start(self):
+        self._url = self._script("start", self.dir, *([str(self.port)] if self.port else [])).strip()
+        self.port = urllib.parse.urlparse(self._url).port
+        return self
+
+    def stop(self, mode="fast"):
+        """mode: pg_ctl's, fast (clients disconnected, a clean shut-down) or immediate (as a crash)."""
+        self._script("stop", self.dir, mode)
+
+    def restart(self):
+        self._script("restart", self.dir)
+
+    @property
+    def url(self):
+        assert self._url, "the server was never started"
+        return self._url
+
+    def query(self, sql):
+        """Rows of one SQL statement (psql, unaligned): a list of tuples of strings."""
+        r = subprocess.run(["psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-d", self.url,
+                            "-c", sql], capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise AssertionError(f"psql: {r.stderr.strip()}")
+        return [tuple(line.split("\t")) for line in r.stdout.splitlines()]
+
+    def log_tail(self, lines=20):
+        try:
+            with open(os.path.join(self.dir, "postgres.log"), "rb") as f:
+                return "\n".join(f.read().decode("utf-8", "replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def remove(self):
+        try:
+            self.stop("immediate")
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Cluster:
+    """Several paymux instances sharing one PostgreSQL database (a PgServer of their own) and one
+    sandbox: stacks[0] is a `stack_class(**kwargs)` stack that runs the sandbox, the others are its
+    peers (own port, directory and log). `configure(i, stack)` may adjust instance i before it starts.
+    All instances start at the same moment, so that their migrations race as in a real roll-out."""
+
+    def __init__(self, stack_class=Stack, instances=2, configure=None, **kwargs):
+        self.pg = PgServer()
+        self.stack_class = stack_class
+        self.instances = instances
+        self.configure = configure
+        self.kwargs = kwargs
+        self.stacks = []
+
+    def start(self):
+        try:
+            self.pg.start()
+            first = self.stack_class(storage_url=self.pg.url, **self.kwargs)
+            self.stacks = [first]
+            for attempt in range(3):
+                try:
+                    first.start_sandbox()
+                    break
+                except AssertionError:
+                    first.kill_all()
+                    if attempt == 2:
+                        raise
+                    first.sandbox_port = free_port()
+            self.stacks += [first.peer() for _ in range(self.instances - 1)]
+            if self.configure:
+                for i, s in enumerate(self.stacks):
+                    self.configure(i, s)
+            with ThreadPoolExecutor(len(self.stacks)) as pool:
+                for f in [pool.submit(s.start_paymux) for s in self.stacks]:
+                    f.result()
+        except BaseException:
+            self.kill_all()
+            raise
+        return self
+
+    def kill_all(self):
+        for s in self.stacks:
+            s.kill_all()
+        try:
+            self.pg.stop("immediate")
+        except AssertionError:
+            pass
+
+    def stop(self):
+        """Stops every instance (peers first, the sandbox with stacks[0]), then the database."""
+        errors = []
+        for s in reversed(self.stacks):
+            try:
+                s.stop()
+            except AssertionError as e:
+                errors.append(str(e))
+        self.pg.stop()
+        if errors:
+            raise AssertionError("; ".join(errors))
+
+    def remove_files(self):
+        for s in self.stacks:
+            s.remove_files()
+        self.pg.remove()
+
+    def report(self):
+        out = [f"PostgreSQL: {self.pg.dir}\n--- postgres.log (tail) ---\n{self.pg.log_tail()}"]
+        for i, s in enumerate(self.stacks):
+            out.append(f"instance {i}: files kept in {s.dir}\n--- paymux.log (tail) ---\n{s.log_tail('paymux.log')}")
+        if self.stacks:
+            out.append(f"--- sandbox.log (tail) ---\n{self.stacks[0].log_tail('sandbox.log')}")
+        return "\n".join(out)
+
+
+class ClusterTestCase(StackTestCase):
+    """A test class with one Cluster (cls.cluster; cls.stacks its instances, cls.stack the first)
+    started before its tests and stopped after them; files are kept and reported if a test failed.
+    Instances stopped by a test are not restarted behind its back."""
+    cluster_kwargs = {}
+
+    @classmethod
+    def make_cluster(cls):
+        return Cluster(**cls.cluster_kwargs)
+
+    @classmethod
+    def setUpClass(cls):
+        cls._failed = False
+        cls.cluster = cls.make_cluster().start()
+        cls.stacks = cls.cluster.stacks
+        cls.stack = cls.stacks[0]
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.cluster.stop()
+        finally:
+            if cls._failed:
+                sys.stderr.write(f"\n{cls.__name__}:\n{cls.cluster.report()}\n")
+            else:
+                cls.cluster.remove_files()
+
+    def tearDown(self):
+        pass

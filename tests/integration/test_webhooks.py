@@ -87,6 +87,7 @@ class Receiver:
                       "body": body, "event": event, "status": None}
             self.requests.append(record)
             policy = self.policy
+        self.annotate(h, record)
         answer = policy(event, n)
         if answer == "hang":
             self.release.wait(120)
@@ -102,6 +103,10 @@ class Receiver:
         h.send_header("Content-Length", str(len(out)))
         h.end_headers()
         h.wfile.write(out)
+        record["end"] = time.time()
+
+    def annotate(self, h, record):
+        """More about one request (`h`, its handler) in its record; nothing here."""
 
     def of(self, msg_id):
         with self.lock:
@@ -506,16 +511,7 @@ class CrashRecoveryTest(WebhookCase):
                             sender="webhooks: {poll_ms: 50}\n")
 
     def all_event_ids(self):
-        ids, cursor = [], None
-        while True:
-            q = {"limit": "100", "type": "payment.requires_action"}
-            if cursor:
-                q["starting_after"] = cursor
-            page = self.stack.api("GET", "/v1/events?" + urllib.parse.urlencode(q)).json()
-            ids += [e["id"] for e in page["data"]]
-            if not page["has_more"]:
-                return ids
-            cursor = page["data"][-1]["id"]
+        return [e["id"] for e in self.stack.all_events(type="payment.requires_action")]
 
     def test_kill_9_with_1000_undelivered_events_then_all_arrive(self):
         with ThreadPoolExecutor(8) as pool:
