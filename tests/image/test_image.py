@@ -100,6 +100,7 @@ class ContainerStack(harness.Stack):
         self.data_dir = os.path.join(self.dir, "data")
         os.makedirs(self.data_dir)
         self.db = f"{self.DATA}/paymux.db"          # as paymux sees it, inside the container
+        self.storage_url = f"sqlite://{self.db}"
         self.containers = {}
         self.paymux_pid = None
 
