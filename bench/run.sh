@@ -25,14 +25,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
-SECS=${BENCH_SECONDS:-10}
-WARMUP=${BENCH_WARMUP:-2}
-GET_CONNS=${BENCH_GET_CONNECTIONS:-64}
-POST_CONNS=${BENCH_POST_CONNECTIONS:-"16 32 64"}
-SERVER_THREADS=${BENCH_THREADS:-2}
-TOKEN=sk_test_bench_0001
-GC_EMAIL=merchant@paymux.test
-GC_SECRET=sandbox-glocash-secret-key-0001
 # Targets (the foundation issue).
 TARGET_GET_RATIO=0.50
 TARGET_POST_RPS=5000
