@@ -142,7 +142,7 @@ class IdempotencyAcrossInstancesTest(ClusterTestCase):
 class WebhooksAcrossInstancesTest(ClusterTestCase):
     EVENTS = 1000
     # The lease of a claimed delivery (service/notify/webhooks.cpp): timeout + min(timeout, 5 s) + 10 s.
-    TIMEOUT_MS = 1000
+    TIMEOUT_MS = 2000
     LEASE_S = (TIMEOUT_MS + min(TIMEOUT_MS, 5000) + 10000) / 1000
     MAX_IN_FLIGHT = 64  # webhooks.max_in_flight_per_merchant (the default)
 
@@ -227,11 +227,17 @@ class WebhooksAcrossInstancesTest(ClusterTestCase):
         self.assertEqual(late_a, [])
         # Once each, except a delivery that A had sent (or had answered but not yet recorded) when it
         # was killed: that one comes once more, from B, after A's lease ran out.
-        again, wrong = {}, []
+        again, wrong, unanswered = {}, [], 0
         for event_id, rs in per_event.items():
             rs.sort(key=lambda r: r["at"])
             self.assertTrue(all(r["status"] == 200 for r in rs), rs)
             if len(rs) == 1:
+                continue
+            if all("end" not in r for r in rs[:-1]):
+                # Every earlier receipt could not be answered (no "end": the sender had closed the
+                # connection, its attempt timed out): the sender recorded a failed attempt, and the
+                # retry schedule sent it again. That is a retry, not a second claim.
+                unanswered += 1
                 continue
             first, second = rs[0], rs[1]
             seen = ", ".join(f"by {r.get('sender')} at kill{r['at'] - kill_at[0]:+.3f} s"
@@ -256,7 +262,8 @@ class WebhooksAcrossInstancesTest(ClusterTestCase):
         self.assertLessEqual(len(again), 2 * self.MAX_IN_FLIGHT, sorted(again))
         print(f"\n{len(ids)} events ({self.EVENTS} acknowledged payments) in {created_s:.1f} s; all delivered "
               f"{delivered_s:.1f} s after the start; sent by A {senders['a']}, by B {senders['b']}, "
-              f"sender unknown {senders[None]}; {len(again)} sent again after the kill "
+              f"sender unknown {senders[None]}; {unanswered} retried after an attempt timed out; "
+              f"{len(again)} sent again after the kill "
               f"({min(again.values(), default=0):.1f}-{max(again.values(), default=0):.1f} s after it)")
 
 
@@ -401,7 +408,8 @@ class DatabaseRestartTest(ClusterTestCase):
             self.assertEqual(statuses(during), {503: len(during)}, phases)
             self.assertEqual(statuses(after), {201: len(after)}, phases)
             for r in answered(done, 503):
-                self.assertError(r["response"], 503)
+                self.assertError(r["response"], 503, code="service_unavailable", type="api_error")
+                self.assertEqual(r["response"].header("Retry-After"), "1")
 
         with self.subTest("requests during the outage are answered at once"):
             slow = [round(r["t1"] - r["t0"], 2) for r in during if r["t1"] - r["t0"] > self.FAST_S]

@@ -106,6 +106,8 @@ bool Conn::usable() {
   return true;
 }
 
+bool Conn::failed() const { return broken_ || !conn_ || PQstatus(conn_) != CONNECTION_OK; }
+
 bool Conn::in_transaction() const { return conn_ && PQtransactionStatus(conn_) != PQTRANS_IDLE; }
 
 asio::awaitable<void> Conn::flush() {
@@ -218,11 +220,13 @@ asio::awaitable<void> Pool::roll_back_and_release(std::shared_ptr<Pool> pool, st
 Pool::Lease::~Lease() {
   if (!pool_) return;
   auto& conn = pool_->slots_[slot_];
-  if (conn && !conn->usable()) {
+  // A failure met while leased marks the connection broken (no need to look at the socket again:
+  // acquire() does that for an idle one).
+  if (conn && conn->failed()) {
     pool_->failures_.fetch_add(1);
     conn.reset();
   }
-  if (conn && conn->usable() && conn->in_transaction()) {
+  if (conn && conn->in_transaction()) {
     // Given back mid-transaction (an error): roll back now, so that no lock outlives the lease.
     auto ex = pool_->ex_;
     asio::co_spawn(ex, roll_back_and_release(std::move(pool_), slot_), asio::detached);

@@ -97,6 +97,8 @@ class Conn {
 
   // False once the connection failed; a broken connection is replaced, never reused.
   bool usable();
+  // A failure was met (or a statement cut off midway): the connection is not to be used again.
+  bool failed() const;
   bool in_transaction() const;
   std::uint64_t epoch() const { return epoch_; }
 
