@@ -43,8 +43,8 @@ BUILD_DIR=${BENCH_BUILD_DIR:-build/release}
 TARGET=5000
 SECRET="whsec_$(printf 'paymux-bench-webhook-secret-0001' | base64)"
 
-log() { printf '%s\n' "bench-webhooks: $*" >&2; }
-die() { printf '%s\n' "bench-webhooks: FAILED: $*" >&2; exit 1; }
+BENCH_NAME=bench-webhooks
+source bench/lib.sh  # log, die, the run directory and its clean-up, free_ports, start, wait_ready
 
 for tool in python3 curl; do command -v "$tool" >/dev/null || die "$tool is not installed"; done
 if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
@@ -56,34 +56,8 @@ fi
 BIN="$ROOT/$BUILD_DIR"
 for b in paymux bench/trivial-server; do [[ -x "$BIN/$b" ]] || die "$BIN/$b is missing"; done
 
-RUN_DIR=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/paymux-bench-webhooks.XXXXXX")
-PIDS=()
-cleanup() {
-  local rc=$?
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  if [[ "${BENCH_KEEP:-0}" == 1 || $rc -ne 0 ]]; then log "run directory kept: $RUN_DIR"; else rm -rf "$RUN_DIR"; fi
-  exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-FS_TYPE=$(stat -f -c %T "$RUN_DIR")
-[[ "$FS_TYPE" == tmpfs || "$FS_TYPE" == ramfs ]] &&
-  log "WARNING: $RUN_DIR is on $FS_TYPE: fsync costs nothing there, the figures are not durable writes"
-
-read -r PAYMUX_PORT RECEIVER_PORT < <(python3 - <<'PY'
-import socket
-socks = [socket.socket() for _ in range(2)]
-for s in socks: s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-for s in socks: s.close()
-PY
-)
+bench_run_dir paymux-bench-webhooks
+read -r PAYMUX_PORT RECEIVER_PORT < <(free_ports 2)
 DB="$RUN_DIR/paymux.db"
 
 {
@@ -112,21 +86,6 @@ EOF
   done
 } >"$RUN_DIR/paymux.yaml"
 
-start() {
-  local name=$1; shift
-  "$@" >>"$RUN_DIR/$name.log" 2>&1 &
-  PIDS+=($!)
-  LAST_PID=$!
-}
-wait_ready() {
-  local name=$1 pid=$2 url=$3
-  for _ in $(seq 1 200); do
-    kill -0 "$pid" 2>/dev/null || die "$name exited during start-up (see $RUN_DIR/$name.log)"
-    curl -fs -o /dev/null "$url" && return 0
-    sleep 0.1
-  done
-  die "$name not ready after 20 s"
-}
 stop_pid() {
   local pid=$1
   kill -TERM "$pid"
@@ -134,11 +93,11 @@ stop_pid() {
 }
 
 start receiver "$BIN/bench/trivial-server" --port "$RECEIVER_PORT" --threads "$RECEIVER_THREADS"
-wait_ready receiver "$LAST_PID" "http://127.0.0.1:$RECEIVER_PORT/"
+wait_ready receiver "$receiver_pid" "http://127.0.0.1:$RECEIVER_PORT/"
 
 # 1. migrations and endpoints
 start paymux "$BIN/paymux" --config "$RUN_DIR/paymux.yaml"
-PAYMUX_PID=$LAST_PID
+PAYMUX_PID=$paymux_pid
 wait_ready paymux "$PAYMUX_PID" "http://127.0.0.1:$PAYMUX_PORT/readyz"
 sleep 0.5
 stop_pid "$PAYMUX_PID"
@@ -177,8 +136,8 @@ PY
 
 # 3. deliver
 STARTED=$(python3 -c 'import time; print(time.time())')
-start paymux "$BIN/paymux" --config "$RUN_DIR/paymux.yaml"
-PAYMUX_PID=$LAST_PID
+start paymux-delivering "$BIN/paymux" --config "$RUN_DIR/paymux.yaml"
+PAYMUX_PID=$paymux_delivering_pid
 python3 - "$DB" "$EVENTS" "$STARTED" "$PAYMUX_PID" <<'PY' >"$RUN_DIR/result.txt"
 import os, sqlite3, sys, time
 db, n, started, pid = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
