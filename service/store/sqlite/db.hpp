@@ -74,7 +74,8 @@ class Stmt {
 
 class Db {
  public:
-  explicit Db(const std::string& path, bool read_only);
+  // vfs: a registered VFS's name, or nullptr for the default one.
+  Db(const std::string& path, bool read_only, const char* vfs = nullptr);
   ~Db();
   Db(const Db&) = delete;
   Db& operator=(const Db&) = delete;

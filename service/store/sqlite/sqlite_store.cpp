@@ -2,6 +2,7 @@
 
 #include "service/store/sqlite/db.hpp"
 #include "service/store/sqlite/migrations.hpp"
+#include "service/store/sqlite/wal_vfs.hpp"
 #include "service/store/rows.hpp"
 #include "service/core/clock.hpp"
 #include "service/core/ids.hpp"
@@ -99,6 +100,7 @@ class SqliteStore final : public Store {
       Db check(options_.path, false);  // an unusable path fails start-up at once
     }
     writer_ = std::thread([this] { writer_loop(); });
+    checkpointer_ = std::thread([this] { checkpointer_loop(); });
     for (unsigned i = 0; i < std::max(1u, options_.reader_threads); ++i)
       readers_.emplace_back([this] { reader_loop(); });
   }
@@ -112,6 +114,12 @@ class SqliteStore final : public Store {
     writes_.close();
     reads_.close();
     if (writer_.joinable()) writer_.join();
+    {
+      std::lock_guard lock(checkpoint_mutex_);
+      checkpoint_closing_ = true;
+    }
+    checkpoint_cv_.notify_all();
+    if (checkpointer_.joinable()) checkpointer_.join();
     for (auto& t : readers_)
       if (t.joinable()) t.join();
   }
@@ -901,8 +909,11 @@ class SqliteStore final : public Store {
       std::exception_ptr commit_error;
       try {
         if (!db) {
-          db = std::make_unique<Db>(options_.path, false);
+          // synchronous=FULL is what the batched-WAL VFS needs (see wal_vfs.hpp).
+          db = std::make_unique<Db>(options_.path, false, batched_wal_vfs());
           db->exec("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA journal_mode=WAL");
+          // Replaces SQLite's automatic checkpoint on this connection (see after_commit).
+          sqlite3_wal_hook(db->raw(), &SqliteStore::on_wal_commit, this);
         }
         const auto started = std::chrono::steady_clock::now();
         db->exec("BEGIN IMMEDIATE");
@@ -916,6 +927,7 @@ class SqliteStore final : public Store {
         db->exec("COMMIT");
         obs::metrics::observe_store_commit(
             std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(), batch.size());
+        after_commit(*db);
       } catch (const std::exception& e) {
         spdlog::error("store commit failed: {}", e.what());
         commit_error = std::make_exception_ptr(StoreUnavailable(e.what()));
@@ -928,6 +940,74 @@ class SqliteStore final : public Store {
         }
       }
       for (std::size_t i = 0; i < batch.size(); ++i) batch[i].finish(commit_error ? commit_error : errors[i]);
+    }
+  }
+
+  // Checkpoints (copying committed pages from the WAL into the database file, so that the WAL can
+  // start over) run on their own thread and connection, not on the writer's: commits go on while
+  // one runs. A checkpoint copies only what was committed when it started, and SQLite starts the WAL
+  // over only once everything in it was copied; so when the background has copied all but a few
+  // frames, the writer copies those itself between two batches (a short pause), and the next batch
+  // writes the WAL from its start again.
+  // options_.checkpoint_frames: a background checkpoint; a quarter of that left over: the writer
+  // copies it; four times that (the background cannot keep up): the writer copies everything.
+
+  static int on_wal_commit(void* self, sqlite3*, const char*, int frames) {
+    static_cast<SqliteStore*>(self)->wal_frames_ = frames;
+    return SQLITE_OK;
+  }
+
+  void after_commit(Db& db) {
+    const int frames = wal_frames_, threshold = std::max(options_.checkpoint_frames, 4);
+    if (frames < threshold) return;
+    {
+      std::lock_guard lock(checkpoint_mutex_);
+      if (checkpoint_running_) return;
+      if (backfilled_ > frames) backfilled_ = 0;  // the WAL started over since
+      if (frames - backfilled_ > threshold / 4 && frames < 4 * threshold) {
+        checkpoint_wanted_ = true;
+      } else {
+        backfilled_ = checkpoint(db, "writer");
+        return;
+      }
+    }
+    checkpoint_cv_.notify_one();
+  }
+
+  // The number of WAL frames now in the database file (0 when the checkpoint did not run).
+  static int checkpoint(Db& db, const char* who) {
+    int frames = 0, copied = 0;
+    int rc = sqlite3_wal_checkpoint_v2(db.raw(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &frames, &copied);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+      spdlog::warn("store: checkpoint ({}) failed: {}", who, sqlite3_errstr(rc));
+    return rc == SQLITE_OK ? std::max(copied, 0) : 0;
+  }
+
+  void checkpointer_loop() {
+    if (!wait_migrated()) return;
+    std::unique_ptr<Db> db;
+    for (;;) {
+      int copied = 0;
+      {
+        std::unique_lock lock(checkpoint_mutex_);
+        checkpoint_cv_.wait(lock, [this] { return checkpoint_wanted_ || checkpoint_closing_; });
+        if (checkpoint_closing_) return;
+        checkpoint_wanted_ = false;
+        checkpoint_running_ = true;
+      }
+      try {
+        if (!db) {
+          db = std::make_unique<Db>(options_.path, false);
+          db->exec("PRAGMA journal_mode=WAL");  // opens the WAL: until then a checkpoint does nothing
+        }
+        copied = checkpoint(*db, "background");
+      } catch (const std::exception& e) {
+        spdlog::warn("store: checkpoint connection: {}", e.what());
+        db.reset();
+      }
+      std::lock_guard lock(checkpoint_mutex_);
+      backfilled_ = copied;
+      checkpoint_running_ = false;
     }
   }
 
@@ -1057,6 +1137,14 @@ class SqliteStore final : public Store {
   bool closing_ = false;
   std::mutex migrated_mutex_;
   std::condition_variable migrated_cv_;
+  std::thread checkpointer_;
+  int wal_frames_ = 0;  // the WAL's size after the last commit (writer thread only)
+  std::mutex checkpoint_mutex_;
+  std::condition_variable checkpoint_cv_;
+  int backfilled_ = 0;  // WAL frames the last checkpoint left in the database file
+  bool checkpoint_wanted_ = false;
+  bool checkpoint_running_ = false;
+  bool checkpoint_closing_ = false;
 };
 
 }  // namespace

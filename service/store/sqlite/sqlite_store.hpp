@@ -17,6 +17,8 @@ struct SqliteOptions {
   std::string path;
   unsigned reader_threads = 2;
   std::size_t max_batch = 1024;
+  // WAL size (in pages) at which a background checkpoint starts; see SqliteStore::after_commit.
+  int checkpoint_frames = 2000;  // ~4 MB of 2 KiB pages
   // false: migrations run in open_sqlite_store, which throws when they fail. true: the writer thread
   // runs them (retrying while the database is locked or unreachable), operations wait for them and
   // ping() answers false meanwhile, so that the service can listen and report "not ready".

@@ -1,0 +1,170 @@
+#include "service/store/sqlite/wal_vfs.hpp"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+#include <vector>
+
+namespace paymux::store::sqlite {
+namespace {
+
+// Bytes held at most; a larger commit is written in pieces of this size.
+constexpr std::size_t kMaxPending = 4u << 20;
+constexpr std::size_t kMaxWrite = 64u << 10;
+
+sqlite3_vfs* g_real = nullptr;
+
+struct File {
+  sqlite3_file base;  // first: SQLite sees a File as a sqlite3_file
+  sqlite3_file* real;
+  bool wal;
+  sqlite3_int64 start = 0;     // file offset of pending[0]
+  std::vector<char> pending;   // bytes written to the WAL and not yet handed to the OS
+};
+
+constexpr std::size_t kRealOffset = (sizeof(File) + 15) & ~std::size_t{15};
+
+File* self(sqlite3_file* f) { return reinterpret_cast<File*>(f); }
+const sqlite3_io_methods* io(File* f) { return f->real->pMethods; }
+
+int flush(File* f) {
+  int rc = SQLITE_OK;
+  // In pieces: the default VFS writes at most 128 KiB per call.
+  for (std::size_t done = 0; done < f->pending.size() && rc == SQLITE_OK; done += kMaxWrite) {
+    const auto n = std::min(kMaxWrite, f->pending.size() - done);
+    rc = io(f)->xWrite(f->real, f->pending.data() + done, static_cast<int>(n),
+                       f->start + static_cast<sqlite3_int64>(done));
+  }
+  // On failure the bytes are dropped: the sync that asked for them fails, so does the commit, and
+  // SQLite writes the frames again in a later transaction.
+  f->pending.clear();
+  return rc;
+}
+
+int x_close(sqlite3_file* file) {
+  File* f = self(file);
+  int rc = flush(f);
+  int rc2 = io(f)->xClose(f->real);
+  f->~File();
+  return rc != SQLITE_OK ? rc : rc2;
+}
+
+int x_read(sqlite3_file* file, void* buf, int amt, sqlite3_int64 off) {
+  File* f = self(file);
+  if (int rc = flush(f); rc != SQLITE_OK) return rc;
+  return io(f)->xRead(f->real, buf, amt, off);
+}
+
+int x_write(sqlite3_file* file, const void* buf, int amt, sqlite3_int64 off) {
+  File* f = self(file);
+  if (!f->wal) return io(f)->xWrite(f->real, buf, amt, off);
+  const auto n = static_cast<std::size_t>(amt);
+  const auto* bytes = static_cast<const char*>(buf);
+  const sqlite3_int64 end = f->start + static_cast<sqlite3_int64>(f->pending.size());
+  if (!f->pending.empty() && off >= f->start && off + amt <= end) {
+    // A frame of this transaction written again (SQLite rewrites a page it already appended).
+    std::memcpy(f->pending.data() + (off - f->start), bytes, n);
+    return SQLITE_OK;
+  }
+  if (!f->pending.empty() && off == end && f->pending.size() + n <= kMaxPending) {
+    f->pending.insert(f->pending.end(), bytes, bytes + n);
+    return SQLITE_OK;
+  }
+  if (int rc = flush(f); rc != SQLITE_OK) return rc;
+  if (n >= kMaxPending) return io(f)->xWrite(f->real, buf, amt, off);
+  f->start = off;
+  f->pending.assign(bytes, bytes + n);
+  return SQLITE_OK;
+}
+
+int x_truncate(sqlite3_file* file, sqlite3_int64 size) {
+  File* f = self(file);
+  if (int rc = flush(f); rc != SQLITE_OK) return rc;
+  return io(f)->xTruncate(f->real, size);
+}
+
+int x_sync(sqlite3_file* file, int flags) {
+  File* f = self(file);
+  if (int rc = flush(f); rc != SQLITE_OK) return rc;
+  return io(f)->xSync(f->real, flags);
+}
+
+int x_file_size(sqlite3_file* file, sqlite3_int64* size) {
+  File* f = self(file);
+  if (int rc = flush(f); rc != SQLITE_OK) return rc;
+  return io(f)->xFileSize(f->real, size);
+}
+
+int x_file_control(sqlite3_file* file, int op, void* arg) {
+  File* f = self(file);
+  if (int rc = flush(f); rc != SQLITE_OK) return rc;
+  return io(f)->xFileControl(f->real, op, arg);
+}
+
+// The rest pass straight through.
+int x_lock(sqlite3_file* f, int l) { return io(self(f))->xLock(self(f)->real, l); }
+int x_unlock(sqlite3_file* f, int l) { return io(self(f))->xUnlock(self(f)->real, l); }
+int x_check_reserved(sqlite3_file* f, int* out) { return io(self(f))->xCheckReservedLock(self(f)->real, out); }
+int x_sector_size(sqlite3_file* f) { return io(self(f))->xSectorSize(self(f)->real); }
+int x_device(sqlite3_file* f) { return io(self(f))->xDeviceCharacteristics(self(f)->real); }
+int x_shm_map(sqlite3_file* f, int pg, int sz, int extend, void volatile** out) {
+  return io(self(f))->xShmMap(self(f)->real, pg, sz, extend, out);
+}
+int x_shm_lock(sqlite3_file* f, int offset, int n, int flags) {
+  return io(self(f))->xShmLock(self(f)->real, offset, n, flags);
+}
+void x_shm_barrier(sqlite3_file* f) { io(self(f))->xShmBarrier(self(f)->real); }
+int x_shm_unmap(sqlite3_file* f, int del) { return io(self(f))->xShmUnmap(self(f)->real, del); }
+int x_fetch(sqlite3_file* f, sqlite3_int64 off, int amt, void** out) {
+  return io(self(f))->xFetch(self(f)->real, off, amt, out);
+}
+int x_unfetch(sqlite3_file* f, sqlite3_int64 off, void* p) { return io(self(f))->xUnfetch(self(f)->real, off, p); }
+
+const sqlite3_io_methods kMethods = {
+    3,           x_close,       x_read,     x_write,     x_truncate,   x_sync,        x_file_size,
+    x_lock,      x_unlock,      x_check_reserved, x_file_control, x_sector_size, x_device,
+    x_shm_map,   x_shm_lock,    x_shm_barrier,    x_shm_unmap,    x_fetch,       x_unfetch,
+};
+
+int x_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags, int* out_flags) {
+  auto* f = new (file) File{};
+  f->base.pMethods = nullptr;  // SQLite calls xClose only when pMethods is set
+  f->real = reinterpret_cast<sqlite3_file*>(reinterpret_cast<char*>(file) + kRealOffset);
+  f->wal = (flags & SQLITE_OPEN_WAL) != 0;
+  int rc = g_real->xOpen(g_real, name, f->real, flags, out_flags);
+  if (rc != SQLITE_OK || !f->real->pMethods || f->real->pMethods->iVersion < 3) {
+    if (rc == SQLITE_OK) {
+      if (f->real->pMethods) f->real->pMethods->xClose(f->real);
+      rc = SQLITE_CANTOPEN;
+    }
+    f->~File();
+    return rc;
+  }
+  f->base.pMethods = &kMethods;
+  return SQLITE_OK;
+}
+
+sqlite3_vfs make_vfs() {
+  g_real = sqlite3_vfs_find(nullptr);
+  if (!g_real) throw std::runtime_error("sqlite: no default VFS");
+  sqlite3_vfs v = *g_real;  // every other entry is the default VFS's own
+  v.pNext = nullptr;
+  v.szOsFile = static_cast<int>(kRealOffset) + g_real->szOsFile;
+  v.zName = "paymux-batched-wal";
+  v.xOpen = x_open;
+  return v;
+}
+
+}  // namespace
+
+const char* batched_wal_vfs() {
+  static sqlite3_vfs vfs = make_vfs();
+  static const int registered = sqlite3_vfs_register(&vfs, 0);
+  if (registered != SQLITE_OK) throw std::runtime_error("sqlite: cannot register the batched WAL VFS");
+  return vfs.zName;
+}
+
+}  // namespace paymux::store::sqlite
