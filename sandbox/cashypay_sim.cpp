@@ -1,5 +1,6 @@
 #include "sandbox/cashypay_sim.hpp"
 
+#include "service/core/clock.hpp"
 #include "service/core/secret.hpp"
 #include "service/http/errors.hpp"
 
@@ -21,14 +22,8 @@ namespace json = boost::json;
 using http::bhttp::status;
 using http::bhttp::verb;
 
-constexpr std::size_t kNotifyLogMax = 50;
 constexpr std::size_t kSentMax = 10;
 constexpr std::string_view kPagePath = "/cashypay/paydesk/";
-
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
@@ -122,19 +117,6 @@ struct Order {
   std::string request_ip;
 };
 
-struct NotifyLogEntry {
-  std::int64_t at_ms = 0;
-  std::string order_status;
-  int attempt = 0;
-  bool manual = false;
-  bool acknowledged = false;
-  bool final = false;
-  std::string outcome;
-  unsigned http_status = 0;
-  std::string error;
-  std::string body;  // the answer, truncated
-};
-
 struct SentNotification {
   std::int64_t at_ms = 0;
   std::string url;
@@ -152,10 +134,7 @@ struct State {
   std::int64_t updated_ms = 0;
   bool expired_by_control = false;
   int notifications = 0;
-  int attempts = 0;
-  int deliveries = 0;
-  int manual_sends = 0;
-  std::vector<NotifyLogEntry> log;
+  NotifyLog notify_log;
   std::vector<SentNotification> sent;  // the last kSentMax notifications built, oldest first
 };
 
@@ -726,18 +705,9 @@ class CashyPaySimulator final : public Simulator {
     if (st.sent.size() > kSentMax) st.sent.erase(st.sent.begin());
   }
 
-  void record_attempt(const std::shared_ptr<Entry>& e, NotifyLogEntry entry, bool manual) {
+  void record_attempt(const std::shared_ptr<Entry>& e, NotifyLogEntry entry) {
     std::lock_guard lock(mutex_);
-    auto& st = e->state;
-    if (manual) {
-      ++st.manual_sends;
-    } else {
-      ++st.attempts;
-      if (entry.acknowledged) ++st.deliveries;
-    }
-    st.log.push_back(std::move(entry));
-    if (st.log.size() > kNotifyLogMax)
-      st.log.erase(st.log.begin(), st.log.begin() + static_cast<std::ptrdiff_t>(st.log.size() - kNotifyLogMax));
+    e->state.notify_log.record(std::move(entry));
   }
 
   // Sends the notification now and re-sends on the schedule until 200, 301 or 302. The first
@@ -768,17 +738,7 @@ class CashyPaySimulator final : public Simulator {
       return acknowledged_status(r.status);
     };
     job.on_attempt = [this, e, st = n.status](const DeliveryAttempt& a) {
-      NotifyLogEntry le;
-      le.at_ms = a.at_ms;
-      le.order_status = st;
-      le.attempt = a.attempt;
-      le.acknowledged = a.acknowledged;
-      le.final = a.final;
-      le.outcome = std::string(to_string(a.outcome));
-      le.http_status = a.http_status;
-      le.error = a.error;
-      le.body = a.body.substr(0, 256);
-      record_attempt(e, std::move(le), false);
+      record_attempt(e, NotifyLogEntry::scheduled(a, st, 256));
     };
     frame_.notifier().start(std::move(job));
     return n;
@@ -821,31 +781,13 @@ class CashyPaySimulator final : public Simulator {
     else
       j["completionTime"] = nullptr;
     j["updated_at_ms"] = st.updated_ms;
-    json::array log;
-    for (const auto& le : st.log) {
-      json::object x;
-      x["at_ms"] = le.at_ms;
-      x["orderStatus"] = le.order_status;
-      x["attempt"] = le.attempt;
-      x["manual"] = le.manual;
-      x["acknowledged"] = le.acknowledged;
-      x["final"] = le.final;
-      x["outcome"] = le.outcome;
-      x["http_status"] = le.http_status;
-      if (!le.error.empty()) x["error"] = le.error;
-      x["body"] = le.body;
-      log.push_back(std::move(x));
-    }
     json::array sent;
     for (const auto& x : st.sent)
       sent.push_back(json::object{
           {"at_ms", x.at_ms}, {"url", x.url}, {"body", x.body}, {"sign", x.sign}, {"manual", x.manual}});
-    j["notify"] = json::object{{"notifications", st.notifications},
-                               {"sent", std::move(sent)},
-                               {"attempts", st.attempts},
-                               {"deliveries", st.deliveries},
-                               {"manual_sends", st.manual_sends},
-                               {"log", std::move(log)}};
+    json::object notify{{"notifications", st.notifications}, {"sent", std::move(sent)}};
+    st.notify_log.add_to(notify, {"orderStatus"});
+    j["notify"] = std::move(notify);
     return j;
   }
 
@@ -996,18 +938,10 @@ class CashyPaySimulator final : public Simulator {
     json::array responses;
     for (std::int64_t i = 1; i <= repeat; ++i) {
       auto res = co_await frame_.notifier().send_once(notify_request(*e->order, url, n));
-      NotifyLogEntry le;
-      le.at_ms = now_ms();
-      le.order_status = n.status;
-      le.attempt = static_cast<int>(i);
-      le.manual = true;
-      le.acknowledged = res.outcome == net::SendOutcome::response && acknowledged_status(res.status);
-      le.final = true;
-      le.outcome = std::string(to_string(res.outcome));
-      le.http_status = res.status;
-      le.error = res.error;
-      le.body = res.body.substr(0, 256);
-      record_attempt(e, le, true);
+      record_attempt(e, NotifyLogEntry::manual_send(static_cast<int>(i), res,
+                                                    res.outcome == net::SendOutcome::response &&
+                                                        acknowledged_status(res.status),
+                                                    n.status, 256));
       spdlog::info("cashypay: manual notification {} {} #{} to {}: {} {}", e->order->order_no, n.status, i, url,
                    to_string(res.outcome), res.status);
       json::object r;

@@ -1,5 +1,6 @@
 #include "sandbox/dhpay_sim.hpp"
 
+#include "service/core/clock.hpp"
 #include "service/core/secret.hpp"
 #include "service/http/errors.hpp"
 
@@ -28,7 +29,6 @@ using http::bhttp::status;
 using http::bhttp::verb;
 using steady = std::chrono::steady_clock;
 
-constexpr std::size_t kNotifyLogMax = 50;
 constexpr std::string_view kPagePath = "/dhpay/merchant/web/pay/";
 constexpr std::string_view kAcsPath = "/dhpay/acs/pit1/acsService";
 constexpr std::string_view kTermPath = "/dhpay/merchant/bank/notify/mscskCallback";
@@ -40,11 +40,6 @@ constexpr std::string_view kDeclineText = "Declined by the issuing bank.";
 constexpr std::string_view kAvsCode = "M0023";
 constexpr std::string_view kAvsText = "Declined due to the billing information does not match bank on file!";
 constexpr std::string_view k3dsFailText = "3-D Secure authentication failed.";
-
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // DHpay is in Beijing: its dates and times are UTC+8.
 std::tm beijing_tm(std::chrono::system_clock::time_point t) {
@@ -189,19 +184,6 @@ struct Order {
   std::int64_t created_ms = 0;
 };
 
-struct NotifyLogEntry {
-  std::int64_t at_ms = 0;
-  std::string status;
-  int attempt = 0;
-  bool manual = false;
-  bool acknowledged = false;
-  bool final = false;
-  std::string outcome;
-  unsigned http_status = 0;
-  std::string body;
-  std::string error;
-};
-
 struct State {
   std::string status;  // "" while the payer has not paid (cashier); then 00, 01, 02
   std::string failure_reason, description, trans_date, trans_time;
@@ -210,8 +192,8 @@ struct State {
   std::string pa_res;      // handed to the browser by the ACS, expected back at TermUrl
   std::string acs_result;  // "Y" or "N" once decided
   std::int64_t updated_ms = 0;
-  int notifications = 0, attempts = 0, deliveries = 0, manual_sends = 0;
-  std::vector<NotifyLogEntry> log;
+  int notifications = 0;
+  NotifyLog notify_log;
 };
 
 struct Transaction {
@@ -1024,16 +1006,7 @@ class DhpaySimulator final : public Simulator {
 
   void record_attempt(const std::shared_ptr<Transaction>& tx, NotifyLogEntry e) {
     std::lock_guard lock(mutex_);
-    auto& st = tx->state;
-    if (e.manual) {
-      ++st.manual_sends;
-    } else {
-      ++st.attempts;
-      if (e.acknowledged) ++st.deliveries;
-    }
-    st.log.push_back(std::move(e));
-    if (st.log.size() > kNotifyLogMax)
-      st.log.erase(st.log.begin(), st.log.begin() + static_cast<std::ptrdiff_t>(st.log.size() - kNotifyLogMax));
+    tx->state.notify_log.record(std::move(e));
   }
 
   net::OutboundRequest callback_request(const std::string& url, const FormFields& fields) const {
@@ -1065,17 +1038,7 @@ class DhpaySimulator final : public Simulator {
     job.max_attempts = settings_.notify_max_sends;
     job.acknowledged = acknowledged;
     job.on_attempt = [this, tx, status = s.status](const DeliveryAttempt& a) {
-      NotifyLogEntry e;
-      e.at_ms = a.at_ms;
-      e.status = status;
-      e.attempt = a.attempt;
-      e.acknowledged = a.acknowledged;
-      e.final = a.final;
-      e.outcome = std::string(to_string(a.outcome));
-      e.http_status = a.http_status;
-      e.body = a.body.substr(0, 200);
-      e.error = a.error;
-      record_attempt(tx, std::move(e));
+      record_attempt(tx, NotifyLogEntry::scheduled(a, status, 200));
     };
     frame_.notifier().start(std::move(job));
   }
@@ -1144,26 +1107,9 @@ class DhpaySimulator final : public Simulator {
                                                            {"sessionToken", o.session_token}}}};
     }
     j["updated_at_ms"] = st.updated_ms;
-    json::array log;
-    for (const auto& e : st.log) {
-      json::object le;
-      le["at_ms"] = e.at_ms;
-      le["status"] = e.status;
-      le["attempt"] = e.attempt;
-      le["manual"] = e.manual;
-      le["acknowledged"] = e.acknowledged;
-      le["final"] = e.final;
-      le["outcome"] = e.outcome;
-      le["http_status"] = e.http_status;
-      le["body"] = e.body;
-      if (!e.error.empty()) le["error"] = e.error;
-      log.push_back(std::move(le));
-    }
-    j["notify"] = json::object{{"notifications", st.notifications},
-                               {"attempts", st.attempts},
-                               {"deliveries", st.deliveries},
-                               {"manual_sends", st.manual_sends},
-                               {"log", std::move(log)}};
+    json::object notify{{"notifications", st.notifications}};
+    st.notify_log.add_to(notify, {"status"});
+    j["notify"] = std::move(notify);
     return j;
   }
 
@@ -1264,25 +1210,15 @@ class DhpaySimulator final : public Simulator {
     json::array responses;
     for (std::int64_t i = 1; i <= repeat; ++i) {
       auto res = co_await frame_.notifier().send_once(request);
-      NotifyLogEntry e;
-      e.at_ms = now_ms();
-      e.status = st;
-      e.attempt = static_cast<int>(i);
-      e.manual = true;
-      e.acknowledged = acknowledged(res);
-      e.final = true;
-      e.outcome = std::string(to_string(res.outcome));
-      e.http_status = res.status;
-      e.body = res.body.substr(0, 200);
-      e.error = res.error;
-      record_attempt(tx, e);
+      const bool received = acknowledged(res);
+      record_attempt(tx, NotifyLogEntry::manual_send(static_cast<int>(i), res, received, st, 200));
       spdlog::info("dhpay: manual callback {} {} #{}: {} {} {}", tx->order->ref_no, st, i, to_string(res.outcome),
-                   res.status, e.acknowledged ? "acknowledged" : "not acknowledged");
+                   res.status, received ? "acknowledged" : "not acknowledged");
       json::object r;
       r["outcome"] = to_string(res.outcome);
       r["status"] = res.status;
       r["body"] = res.body.substr(0, 4096);
-      r["acknowledged"] = e.acknowledged;
+      r["acknowledged"] = received;
       if (!res.error.empty()) r["error"] = res.error;
       responses.push_back(std::move(r));
     }

@@ -1,5 +1,6 @@
 #include "sandbox/glocash_sim.hpp"
 
+#include "service/core/clock.hpp"
 #include "service/core/secret.hpp"
 #include "service/http/errors.hpp"
 
@@ -21,13 +22,7 @@ using http::bhttp::status;
 using http::bhttp::verb;
 
 constexpr std::string_view kGcidAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-constexpr std::size_t kPsnLogMax = 50;
 constexpr std::string_view kPagePath = "/glocash/gateway/payment/index/token/";
-
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
@@ -304,19 +299,6 @@ struct Order {
   std::int64_t created_ms = 0;
 };
 
-struct PsnLogEntry {
-  std::int64_t at_ms = 0;
-  std::string bil_status;
-  std::string notify_type;
-  int attempt = 0;
-  bool manual = false;
-  bool acknowledged = false;
-  bool final = false;
-  std::string outcome;
-  unsigned http_status = 0;
-  std::string error;
-};
-
 struct RefundRecord {
   std::string amount;
   std::int64_t at_ms = 0;
@@ -334,10 +316,7 @@ struct State {
   std::vector<RefundRecord> refunds;
   std::int64_t updated_ms = 0;
   int psn_notifications = 0;
-  int psn_attempts = 0;
-  int psn_deliveries = 0;
-  int psn_manual_sends = 0;
-  std::vector<PsnLogEntry> psn_log;  // the last kPsnLogMax
+  NotifyLog psn_log;
 };
 
 struct Transaction {
@@ -778,18 +757,10 @@ class GlocashSimulator final : public Simulator {
 
   // ---- PSN (section 7) ----
 
-  void record_attempt(const std::shared_ptr<Transaction>& tx, PsnLogEntry entry, bool manual) {
+  void record_attempt(const std::shared_ptr<Transaction>& tx, NotifyLogEntry entry, std::string notify_type) {
+    entry.notify_type = std::move(notify_type);
     std::lock_guard lock(mutex_);
-    auto& st = tx->state;
-    if (manual) {
-      ++st.psn_manual_sends;
-    } else {
-      ++st.psn_attempts;
-      if (entry.acknowledged) ++st.psn_deliveries;
-    }
-    st.psn_log.push_back(std::move(entry));
-    if (st.psn_log.size() > kPsnLogMax)
-      st.psn_log.erase(st.psn_log.begin(), st.psn_log.begin() + static_cast<std::ptrdiff_t>(st.psn_log.size() - kPsnLogMax));
+    tx->state.psn_log.record(std::move(entry));
   }
 
   net::OutboundRequest psn_request(std::string url, const FormFields& fields) const {
@@ -819,17 +790,7 @@ class GlocashSimulator final : public Simulator {
     job.retry_delays = settings_.psn_retry;
     job.max_attempts = settings_.max_psn_attempts;
     job.on_attempt = [this, tx, status = s.status, type = notify_type_for(s.status)](const DeliveryAttempt& a) {
-      PsnLogEntry e;
-      e.at_ms = a.at_ms;
-      e.bil_status = status;
-      e.notify_type = type;
-      e.attempt = a.attempt;
-      e.acknowledged = a.acknowledged;
-      e.final = a.final;
-      e.outcome = std::string(to_string(a.outcome));
-      e.http_status = a.http_status;
-      e.error = a.error;
-      record_attempt(tx, std::move(e), false);
+      record_attempt(tx, NotifyLogEntry::scheduled(a, status, 0), type);
     };
     frame_.notifier().start(std::move(job));
   }
@@ -946,26 +907,9 @@ class GlocashSimulator final : public Simulator {
     for (const auto& r : st.refunds) refunds.push_back(json::object{{"amount", r.amount}, {"at_ms", r.at_ms}});
     j["refunds"] = std::move(refunds);
     j["updated_at_ms"] = st.updated_ms;
-    json::array log;
-    for (const auto& e : st.psn_log) {
-      json::object le;
-      le["at_ms"] = e.at_ms;
-      le["bil_status"] = e.bil_status;
-      le["notify_type"] = e.notify_type;
-      le["attempt"] = e.attempt;
-      le["manual"] = e.manual;
-      le["acknowledged"] = e.acknowledged;
-      le["final"] = e.final;
-      le["outcome"] = e.outcome;
-      le["http_status"] = e.http_status;
-      if (!e.error.empty()) le["error"] = e.error;
-      log.push_back(std::move(le));
-    }
-    j["psn"] = json::object{{"notifications", st.psn_notifications},
-                            {"attempts", st.psn_attempts},
-                            {"deliveries", st.psn_deliveries},
-                            {"manual_sends", st.psn_manual_sends},
-                            {"log", std::move(log)}};
+    json::object psn{{"notifications", st.psn_notifications}};
+    st.psn_log.add_to(psn, {"bil_status", false, true});
+    j["psn"] = std::move(psn);
     return j;
   }
 
@@ -1086,18 +1030,11 @@ class GlocashSimulator final : public Simulator {
     json::array responses;
     for (std::int64_t i = 1; i <= repeat; ++i) {
       auto res = co_await frame_.notifier().send_once(psn_request(url, fields));
-      PsnLogEntry e;
-      e.at_ms = now_ms();
-      e.bil_status = bil_status;
-      e.notify_type = type;
-      e.attempt = static_cast<int>(i);
-      e.manual = true;
-      e.acknowledged = res.outcome == net::SendOutcome::response && res.status == 200;
-      e.final = true;
-      e.outcome = std::string(to_string(res.outcome));
-      e.http_status = res.status;
-      e.error = res.error;
-      record_attempt(tx, e, true);
+      record_attempt(tx,
+                     NotifyLogEntry::manual_send(static_cast<int>(i), res,
+                                                 res.outcome == net::SendOutcome::response && res.status == 200,
+                                                 bil_status, 0),
+                     type);
       spdlog::info("glocash: manual PSN {} {} #{} to {}: {} {}", tx->order->gcid, bil_status, i, url,
                    to_string(res.outcome), res.status);
       json::object r;

@@ -1,5 +1,6 @@
 #include "sandbox/sandbox.hpp"
 
+#include "service/core/clock.hpp"
 #include "service/core/crypto.hpp"
 #include "service/http/errors.hpp"
 #include "service/http/html.hpp"
@@ -416,6 +417,71 @@ std::string_view to_string(net::SendOutcome o) {
     case net::SendOutcome::unknown: return "unknown";
   }
   return "unknown";
+}
+
+NotifyLogEntry NotifyLogEntry::scheduled(const DeliveryAttempt& a, std::string status, std::size_t body_max) {
+  NotifyLogEntry e;
+  e.at_ms = a.at_ms;
+  e.status = std::move(status);
+  e.attempt = a.attempt;
+  e.acknowledged = a.acknowledged;
+  e.final = a.final;
+  e.outcome = std::string(to_string(a.outcome));
+  e.http_status = a.http_status;
+  e.error = a.error;
+  e.body = a.body.substr(0, body_max);
+  return e;
+}
+
+NotifyLogEntry NotifyLogEntry::manual_send(int attempt, const net::OutboundResponse& r, bool acknowledged,
+                                           std::string status, std::size_t body_max) {
+  NotifyLogEntry e;
+  e.at_ms = now_ms();
+  e.status = std::move(status);
+  e.attempt = attempt;
+  e.manual = true;
+  e.acknowledged = acknowledged;
+  e.final = true;
+  e.outcome = std::string(to_string(r.outcome));
+  e.http_status = r.status;
+  e.error = r.error;
+  e.body = r.body.substr(0, body_max);
+  return e;
+}
+
+void NotifyLog::record(NotifyLogEntry e) {
+  if (e.manual) {
+    ++manual_sends;
+  } else {
+    ++attempts;
+    if (e.acknowledged) ++deliveries;
+  }
+  entries.push_back(std::move(e));
+  if (entries.size() > kKeep)
+    entries.erase(entries.begin(), entries.begin() + static_cast<std::ptrdiff_t>(entries.size() - kKeep));
+}
+
+void NotifyLog::add_to(json::object& out, const NotifyLogFormat& format) const {
+  json::array log;
+  for (const auto& e : entries) {
+    json::object x;
+    x["at_ms"] = e.at_ms;
+    x[format.status_key] = e.status;
+    if (format.notify_type) x["notify_type"] = e.notify_type;
+    x["attempt"] = e.attempt;
+    x["manual"] = e.manual;
+    x["acknowledged"] = e.acknowledged;
+    x["final"] = e.final;
+    x["outcome"] = e.outcome;
+    x["http_status"] = e.http_status;
+    if (format.body) x["body"] = e.body;
+    if (!e.error.empty()) x["error"] = e.error;
+    log.push_back(std::move(x));
+  }
+  out["attempts"] = attempts;
+  out["deliveries"] = deliveries;
+  out["manual_sends"] = manual_sends;
+  out["log"] = std::move(log);
 }
 
 void Notifier::start(NotificationJob job) {

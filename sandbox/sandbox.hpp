@@ -223,6 +223,48 @@ struct NotificationJob {
 
 std::string_view to_string(net::SendOutcome o);
 
+// One attempt at sending a gateway notification, as the simulators' control APIs list it.
+struct NotifyLogEntry {
+  std::int64_t at_ms = 0;
+  std::string status;       // the status notified
+  std::string notify_type;  // Glocash's PGW_NOTIFYTYPE; empty for the others
+  int attempt = 0;
+  bool manual = false;  // sent through the control API, outside the schedule
+  bool acknowledged = false;
+  bool final = false;
+  std::string outcome;
+  unsigned http_status = 0;
+  std::string error;
+  std::string body;  // the answer, truncated
+
+  // An attempt of the schedule, as the Notifier reports it.
+  static NotifyLogEntry scheduled(const DeliveryAttempt& a, std::string status, std::size_t body_max);
+  // The attempt-th of the control API's manual sends.
+  static NotifyLogEntry manual_send(int attempt, const net::OutboundResponse& r, bool acknowledged,
+                                    std::string status, std::size_t body_max);
+};
+
+// How a simulator shows its notification log: its gateway's name for the status, and which of the
+// optional fields it lists.
+struct NotifyLogFormat {
+  std::string_view status_key;
+  bool body = true;
+  bool notify_type = false;
+};
+
+// A transaction's notification attempts: counters and the last entries. Guarded by the simulator.
+struct NotifyLog {
+  static constexpr std::size_t kKeep = 50;
+  int attempts = 0;      // scheduled attempts
+  int deliveries = 0;    // scheduled attempts acknowledged
+  int manual_sends = 0;  // control API sends
+  std::vector<NotifyLogEntry> entries;  // the last kKeep
+
+  void record(NotifyLogEntry e);
+  // Sets "attempts", "deliveries", "manual_sends" and "log" in out.
+  void add_to(boost::json::object& out, const NotifyLogFormat& format) const;
+};
+
 class Sandbox;
 
 class Notifier {

@@ -1,5 +1,6 @@
 #include "sandbox/shouqianba_sim.hpp"
 
+#include "service/core/clock.hpp"
 #include "service/core/secret.hpp"
 #include "service/http/errors.hpp"
 
@@ -22,13 +23,7 @@ namespace json = boost::json;
 using http::bhttp::status;
 using http::bhttp::verb;
 
-constexpr std::size_t kNotifyLogMax = 50;
 constexpr std::string_view kQrPath = "/shouqianba/qr/";
-
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 std::string random_digits(std::size_t n) { return random_string(n, "0123456789"); }
 
@@ -152,19 +147,6 @@ struct Refund {
   int requests = 1;  // how many refund calls named it
 };
 
-struct NotifyLogEntry {
-  std::int64_t at_ms = 0;
-  std::string order_status;
-  int attempt = 0;
-  bool manual = false;
-  bool acknowledged = false;
-  bool final = false;
-  std::string outcome;
-  unsigned http_status = 0;
-  std::string error;
-  std::string body;  // the answer, truncated
-};
-
 struct Order {
   // Fixed at creation.
   std::string sn, client_sn, terminal_sn, trade_no, payer_uid, payway, sub_payway, dynamic_id;
@@ -182,9 +164,9 @@ struct Order {
   int queries = 0;
   std::int64_t finish_ms = 0, channel_finish_ms = 0;
   std::vector<Refund> refunds;
-  int notifications = 0, attempts = 0, deliveries = 0, manual_sends = 0;
+  int notifications = 0;
   std::string last_body, last_authorization;
-  std::vector<NotifyLogEntry> log;
+  NotifyLog notify_log;
 };
 
 std::string fen_text(std::int64_t fen) { return std::to_string(fen); }
@@ -935,17 +917,9 @@ class ShouqianbaSimulator final : public Simulator {
     return req;
   }
 
-  void record_attempt(const std::shared_ptr<Order>& o, NotifyLogEntry e, bool manual) {
+  void record_attempt(const std::shared_ptr<Order>& o, NotifyLogEntry e) {
     std::lock_guard lock(mutex_);
-    if (manual) {
-      ++o->manual_sends;
-    } else {
-      ++o->attempts;
-      if (e.acknowledged) ++o->deliveries;
-    }
-    o->log.push_back(std::move(e));
-    if (o->log.size() > kNotifyLogMax)
-      o->log.erase(o->log.begin(), o->log.begin() + static_cast<std::ptrdiff_t>(o->log.size() - kNotifyLogMax));
+    o->notify_log.record(std::move(e));
   }
 
   // Sends the order's current state to its notify_url, re-sent until "success".
@@ -968,17 +942,7 @@ class ShouqianbaSimulator final : public Simulator {
       return r.outcome == net::SendOutcome::response && acknowledged(r.status, r.body);
     };
     job.on_attempt = [this, o, st = n.order_status](const DeliveryAttempt& d) {
-      NotifyLogEntry e;
-      e.at_ms = d.at_ms;
-      e.order_status = st;
-      e.attempt = d.attempt;
-      e.acknowledged = d.acknowledged;
-      e.final = d.final;
-      e.outcome = std::string(to_string(d.outcome));
-      e.http_status = d.http_status;
-      e.error = d.error;
-      e.body = d.body.substr(0, 256);
-      record_attempt(o, std::move(e), false);
+      record_attempt(o, NotifyLogEntry::scheduled(d, st, 256));
     };
     frame_.notifier().start(std::move(job));
   }
@@ -999,21 +963,11 @@ class ShouqianbaSimulator final : public Simulator {
                                      {"finish_time", std::to_string(r.finish_ms)},
                                      {"requests", r.requests}});
     j["refunds"] = std::move(refunds);
-    json::array log;
-    for (const auto& e : o.log) {
-      json::object x{{"at_ms", e.at_ms},       {"order_status", e.order_status}, {"attempt", e.attempt},
-                     {"manual", e.manual},     {"acknowledged", e.acknowledged}, {"final", e.final},
-                     {"outcome", e.outcome},   {"http_status", e.http_status},   {"body", e.body}};
-      if (!e.error.empty()) x["error"] = e.error;
-      log.push_back(std::move(x));
-    }
-    j["notify"] = json::object{{"notifications", o.notifications},
-                               {"attempts", o.attempts},
-                               {"deliveries", o.deliveries},
-                               {"manual_sends", o.manual_sends},
-                               {"last_body", o.last_body},
-                               {"last_authorization", o.last_authorization},
-                               {"log", std::move(log)}};
+    json::object notify{{"notifications", o.notifications},
+                        {"last_body", o.last_body},
+                        {"last_authorization", o.last_authorization}};
+    o.notify_log.add_to(notify, {"order_status"});
+    j["notify"] = std::move(notify);
     return j;
   }
 
@@ -1092,18 +1046,10 @@ class ShouqianbaSimulator final : public Simulator {
     json::array responses;
     for (std::int64_t i = 1; i <= repeat; ++i) {
       auto res = co_await frame_.notifier().send_once(notify_request(url, n));
-      NotifyLogEntry e;
-      e.at_ms = now_ms();
-      e.order_status = n.order_status;
-      e.attempt = static_cast<int>(i);
-      e.manual = true;
-      e.acknowledged = res.outcome == net::SendOutcome::response && acknowledged(res.status, res.body);
-      e.final = true;
-      e.outcome = std::string(to_string(res.outcome));
-      e.http_status = res.status;
-      e.error = res.error;
-      e.body = res.body.substr(0, 256);
-      record_attempt(o, e, true);
+      record_attempt(o, NotifyLogEntry::manual_send(
+                            static_cast<int>(i), res,
+                            res.outcome == net::SendOutcome::response && acknowledged(res.status, res.body),
+                            n.order_status, 256));
       json::object r{{"outcome", to_string(res.outcome)}, {"status", res.status}, {"body", res.body.substr(0, 4096)}};
       if (!res.error.empty()) r["error"] = res.error;
       responses.push_back(std::move(r));
