@@ -11,7 +11,7 @@
 namespace paymux::store::sqlite {
 namespace {
 
-// Bytes held at most; a larger commit is written in pieces of this size.
+// Bytes held at most (a larger commit is handed over as it goes), and the size of each write.
 constexpr std::size_t kMaxPending = 4u << 20;
 constexpr std::size_t kMaxWrite = 64u << 10;
 

@@ -1,6 +1,6 @@
 #pragma once
-// A SQLite VFS over the default one that hands a connection's WAL writes to the OS in one write per
-// commit instead of two per page (a frame header, then the page).
+// A SQLite VFS over the default one that hands a connection's WAL writes to the OS in a few large
+// writes per commit (64 KiB each) instead of two per page (a frame header, then the page).
 //
 // SQLite appends a commit's frames to the WAL and then syncs it (synchronous=FULL); only after the
 // sync does it publish the new frames in the shared WAL index, where other connections look for
