@@ -67,7 +67,7 @@ std::unique_ptr<sqlite::Db> writer(const fs::path& dir) {
 
 }  // namespace
 
-TEST_CASE("batched WAL: each commit is in the files when COMMIT returns", "[store][wal]") {
+TEST_CASE("batched WAL: each commit is in the files when COMMIT returns", "[sqlite][wal]") {
   const auto dir = temp_dir();
   auto db = writer(dir);
   int rows = 0;
@@ -103,7 +103,7 @@ TEST_CASE("batched WAL: each commit is in the files when COMMIT returns", "[stor
   fs::remove_all(dir);
 }
 
-TEST_CASE("batched WAL: pages written twice in one transaction come out right", "[store][wal]") {
+TEST_CASE("batched WAL: pages written twice in one transaction come out right", "[sqlite][wal]") {
   const auto dir = temp_dir();
   auto db = writer(dir);
   // A tiny page cache spills pages to the WAL in the middle of the transaction; the updates then
@@ -134,7 +134,7 @@ TEST_CASE("batched WAL: pages written twice in one transaction come out right", 
   fs::remove_all(dir);
 }
 
-TEST_CASE("the SQLite store's WAL starts over under steady writes", "[store][wal]") {
+TEST_CASE("the SQLite store's WAL starts over under steady writes", "[sqlite][wal]") {
   const auto dir = temp_dir();
   const auto path = (dir / "test.db").string();
   sqlite::SqliteOptions o;
