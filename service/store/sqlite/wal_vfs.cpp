@@ -73,8 +73,9 @@ int x_write(sqlite3_file* file, const void* buf, int amt, sqlite3_int64 off) {
     f->pending.insert(f->pending.end(), bytes, bytes + n);
     return SQLITE_OK;
   }
+  // Anywhere else: what is held goes first. (One call from SQLite is a frame header or a page, far
+  // below kMaxPending; flush() writes in pieces whatever the size.)
   if (int rc = flush(f); rc != SQLITE_OK) return rc;
-  if (n >= kMaxPending) return io(f)->xWrite(f->real, buf, amt, off);
   f->start = off;
   f->pending.assign(bytes, bytes + n);
   return SQLITE_OK;
@@ -136,12 +137,10 @@ int x_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags, i
   f->wal = (flags & SQLITE_OPEN_WAL) != 0;
   int rc = g_real->xOpen(g_real, name, f->real, flags, out_flags);
   if (rc != SQLITE_OK || !f->real->pMethods || f->real->pMethods->iVersion < 3) {
-    if (rc == SQLITE_OK) {
-      if (f->real->pMethods) f->real->pMethods->xClose(f->real);
-      rc = SQLITE_CANTOPEN;
-    }
+    // A file whose methods are set is closed even when opening failed (SQLite's own rule).
+    if (f->real->pMethods) f->real->pMethods->xClose(f->real);
     f->~File();
-    return rc;
+    return rc != SQLITE_OK ? rc : SQLITE_CANTOPEN;
   }
   f->base.pMethods = &kMethods;
   return SQLITE_OK;
