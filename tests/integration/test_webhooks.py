@@ -44,6 +44,14 @@ def expected_signature(secret, msg_id, timestamp, body: bytes):
     return "v1," + base64.b64encode(mac).decode()
 
 
+class _ReceiverServer(ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: a burst of new connections beyond it (paymux keeps
+    # up to 64 per merchant in flight) waits for the kernel's SYN retransmissions, a second or more,
+    # and the sender's timeout runs out. A real endpoint's backlog is in the thousands.
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 class Receiver:
     """A merchant endpoint. `policy(event, n)` answers the n-th (1-based) request for one webhook-id:
     an int status, (status, headers), or "hang" (no answer until the receiver closes)."""
@@ -66,8 +74,7 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 outer.handle(self, body)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = _ReceiverServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
