@@ -12,6 +12,7 @@
 
 #include <set>
 #include <sstream>
+#include <thread>
 
 using namespace paymux;
 
@@ -60,11 +61,11 @@ TEST_CASE("gateway decimals parse exactly, without floats") {
   CHECK_FALSE(parse_decimal("99999999999999999999", 2));  // overflow
 }
 
-TEST_CASE("ids are prefixed 128-bit base62 and give gateway order numbers") {
+TEST_CASE("ids are prefixed base62 with 128 random bits and give gateway order numbers") {
   std::set<std::string> seen;
   for (int i = 0; i < 1000; ++i) {
     auto id = new_id(kPaymentPrefix);
-    REQUIRE(id.size() == 4 + 22);
+    REQUIRE(id.size() == 4 + 29);
     REQUIRE(is_valid_id(id, kPaymentPrefix));
     REQUIRE(seen.insert(id).second);
     auto order = order_no_for(id);
@@ -73,11 +74,29 @@ TEST_CASE("ids are prefixed 128-bit base62 and give gateway order numbers") {
     for (char c : order) REQUIRE(std::isalnum(static_cast<unsigned char>(c)));
     REQUIRE(payment_id_from_order_no(order) == id);
   }
+  // Shouqianba's refund_request_no: at most 32.
+  CHECK(refund_no_for(new_id(kRefundPrefix)).size() <= 32);
   CHECK_FALSE(is_valid_id("pay_short", kPaymentPrefix));
   CHECK_FALSE(is_valid_id("re_0123456789012345678901", kPaymentPrefix));
+  CHECK_FALSE(is_valid_id("pay_012345678901234567890123456789", kPaymentPrefix));  // 30
+  CHECK_FALSE(is_valid_id("pay_0123456789012345678901-", kPaymentPrefix));
   CHECK_FALSE(payment_id_from_order_no("ORDER-1001"));
   CHECK(is_valid_id(new_id(kRefundPrefix), kRefundPrefix));
   CHECK(is_valid_id(new_id(kEventPrefix), kEventPrefix));
+  // An id made before ids carried their time (22 characters) is still one.
+  CHECK(is_valid_id("pay_3xN8eQ0cVb2Lm9Rt5Yw1Kd", kPaymentPrefix));
+  CHECK(payment_id_from_order_no("3xN8eQ0cVb2Lm9Rt5Yw1Kd") == "pay_3xN8eQ0cVb2Lm9Rt5Yw1Kd");
+}
+
+TEST_CASE("ids made a millisecond or more apart sort in the order they were made") {
+  for (int i = 0; i < 20; ++i) {
+    auto earlier = new_id(kPaymentPrefix);
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    auto later = new_id(kPaymentPrefix);
+    REQUIRE(earlier < later);
+    // The time takes the first characters: 2 ms later, those differ and the id is still 29 long.
+    REQUIRE(later.size() == earlier.size());
+  }
 }
 
 TEST_CASE("payment statuses only move forward") {
