@@ -5,7 +5,11 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include <pthread.h>
+
+#include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 
 namespace paymux::crypto {
@@ -81,8 +85,41 @@ bool equal_hex_ct(std::string_view a, std::string_view b) {
   return diff == 0;
 }
 
+namespace {
+
+// Bumped in a forked child, so that it never hands out the bytes its parent's pools still hold.
+std::atomic<unsigned> fork_generation{0};
+const bool fork_hook = [] {
+  pthread_atfork(nullptr, nullptr, [] { fork_generation.fetch_add(1, std::memory_order_relaxed); });
+  return true;
+}();
+
+void rand_or_abort(unsigned char* out, std::size_t n) {
+  if (RAND_bytes(out, static_cast<int>(n)) != 1) std::abort();
+}
+
+}  // namespace
+
 void random_bytes(void* out, std::size_t n) {
-  if (RAND_bytes(static_cast<unsigned char*>(out), static_cast<int>(n)) != 1) std::abort();
+  // Small requests (an id's 16 bytes, a nonce) come from a pool per thread that one RAND_bytes call
+  // fills: each RAND_bytes call costs a getpid() for OpenSSL's fork check, a system call per id.
+  // Bytes handed out are wiped from the pool.
+  constexpr std::size_t kPool = 4096, kMaxFromPool = 64;
+  auto* dst = static_cast<unsigned char*>(out);
+  if (n > kMaxFromPool) return rand_or_abort(dst, n);
+  thread_local unsigned char pool[kPool];
+  thread_local std::size_t left = 0;
+  thread_local unsigned generation = 0;
+  const unsigned now = fork_generation.load(std::memory_order_relaxed);
+  if (left < n || generation != now) {
+    rand_or_abort(pool, kPool);
+    left = kPool;
+    generation = now;
+  }
+  unsigned char* from = pool + (kPool - left);
+  std::memcpy(dst, from, n);
+  OPENSSL_cleanse(from, n);
+  left -= n;
 }
 
 }  // namespace paymux::crypto

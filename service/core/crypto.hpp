@@ -19,7 +19,8 @@ bool equal_ct(std::string_view a, std::string_view b);
 // Constant-time, ASCII case-insensitive equality, for hex signatures whose case varies by SDK.
 bool equal_hex_ct(std::string_view a, std::string_view b);
 
-// Cryptographically random bytes (OpenSSL RAND_bytes); aborts if the generator fails.
+// Cryptographically random bytes (OpenSSL RAND_bytes; up to 64 from a pool per thread that one
+// call fills); aborts if the generator fails.
 void random_bytes(void* out, std::size_t n);
 
 }  // namespace paymux::crypto

@@ -14,6 +14,11 @@
 #include <sstream>
 #include <thread>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+
 using namespace paymux;
 
 TEST_CASE("currencies carry their ISO 4217 exponents") {
@@ -97,6 +102,39 @@ TEST_CASE("ids made a millisecond or more apart sort in the order they were made
     // The time takes the first characters: 2 ms later, those differ and the id is still 29 long.
     REQUIRE(later.size() == earlier.size());
   }
+}
+
+TEST_CASE("random bytes from the per-thread pool never repeat, not across a fork either") {
+  std::set<std::string> seen;
+  for (int i = 0; i < 1000; ++i) {  // several refills of the pool
+    std::string b(16, '\0');
+    crypto::random_bytes(b.data(), b.size());
+    REQUIRE(seen.insert(b).second);
+  }
+  std::string big(300, '\0');  // beyond the pool's share: straight from OpenSSL
+  crypto::random_bytes(big.data(), big.size());
+  CHECK(big != std::string(300, '\0'));
+
+  // A forked child must not take the bytes its parent takes next from the same pool.
+  int fds[2];
+  REQUIRE(pipe(fds) == 0);
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    unsigned char b[16];
+    crypto::random_bytes(b, sizeof b);
+    const bool written = write(fds[1], b, sizeof b) == static_cast<ssize_t>(sizeof b);
+    _exit(written ? 0 : 1);
+  }
+  unsigned char mine[16], childs[16];
+  crypto::random_bytes(mine, sizeof mine);
+  close(fds[1]);
+  REQUIRE(read(fds[0], childs, sizeof childs) == static_cast<ssize_t>(sizeof childs));
+  close(fds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  CHECK(WIFEXITED(status));
+  CHECK(std::memcmp(mine, childs, sizeof mine) != 0);
 }
 
 TEST_CASE("payment statuses only move forward") {
