@@ -98,9 +98,10 @@ TEST_CASE("ids made a millisecond or more apart sort in the order they were made
     auto earlier = new_id(kPaymentPrefix);
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
     auto later = new_id(kPaymentPrefix);
-    REQUIRE(earlier < later);
-    // The time takes the first characters: 2 ms later, those differ and the id is still 29 long.
+    // The time comes first, fixed-width: the later id sorts after the earlier one.
+    REQUIRE(earlier.size() == 4 + kIdBodyLength);
     REQUIRE(later.size() == earlier.size());
+    REQUIRE(earlier < later);
   }
 }
 
