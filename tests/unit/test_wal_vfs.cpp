@@ -1,7 +1,8 @@
 // The batched-WAL VFS (service/store/sqlite/wal_vfs.hpp) and the SQLite store's checkpoints: every
 // commit is in the files when COMMIT returns (a copy of the files taken then, as a crash would leave
-// them, holds it), pages SQLite writes twice in one transaction come out right, and under steady
-// writes the WAL starts over instead of growing.
+// them, holds it), pages SQLite writes twice in one transaction come out right, under steady
+// writes the WAL starts over instead of growing, WAL syncs are deferred only where SQLite does not
+// rely on them, and the store hands out nothing of a commit before its deferred sync.
 #include "service/core/clock.hpp"
 #include "service/core/ids.hpp"
 #include "service/store/sqlite/db.hpp"
@@ -10,11 +11,18 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
 #include <catch2/catch.hpp>
 
+#include <condition_variable>
 #include <filesystem>
+#include <future>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <utility>
 
 using namespace paymux;
 using namespace paymux::store;
@@ -178,5 +186,132 @@ TEST_CASE("the SQLite store's WAL starts over under steady writes", "[sqlite][wa
   sqlite::Db reader(path, true);
   CHECK(scalar(reader, "SELECT COUNT(*) FROM payments") == n);
   CHECK(integrity(reader) == "ok");
+  fs::remove_all(dir);
+}
+
+TEST_CASE("batched WAL: a deferred sync is left to the committing thread, except where SQLite orders writes",
+          "[sqlite][wal]") {
+  const auto dir = temp_dir();
+  auto db = writer(dir);  // CREATE TABLE: the WAL's first sync, done at once
+  auto insert = [&](int id) {
+    auto s = db->prepare("INSERT INTO t (id, v) VALUES (?1, 'x')");
+    s.bind(1, id);
+    s.exec();
+  };
+  auto syncs = sqlite::wal_syncs_at_once();
+  auto synced_at_once = [&] {
+    const auto before = std::exchange(syncs, sqlite::wal_syncs_at_once());
+    return syncs - before;
+  };
+  {
+    sqlite::DeferWalSyncs defer;
+    insert(1);
+    CHECK(synced_at_once() == 0);
+    auto owed = sqlite::DeferWalSyncs::owed();
+    REQUIRE(owed);
+    CHECK(owed->sync() == 0);
+    CHECK_FALSE(sqlite::DeferWalSyncs::owed());  // taken
+  }
+  insert(2);  // outside: synced at once, nothing owed
+  CHECK(synced_at_once() == 1);
+  CHECK_FALSE(sqlite::DeferWalSyncs::owed());
+  // Everything copied into the database file: the next commit writes the WAL from its start, with a
+  // new header, which SQLite syncs before it writes the frames that follow it.
+  db->exec("PRAGMA wal_checkpoint(RESTART)");
+  synced_at_once();
+  {
+    sqlite::DeferWalSyncs defer;
+    insert(3);
+    CHECK(synced_at_once() == 1);  // the header's, at once; the commit's, deferred
+    CHECK(sqlite::DeferWalSyncs::owed());
+    insert(4);
+    CHECK(synced_at_once() == 0);
+    CHECK(sqlite::DeferWalSyncs::owed());
+  }
+  // Deferred or not, the commits are in the files, and other connections see them.
+  Crashed copy(dir, "deferred");
+  CHECK(scalar(copy.db, "SELECT COUNT(*) FROM t") == 4);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("the SQLite store hands out nothing before its commit is on disk", "[sqlite][wal]") {
+  const auto dir = temp_dir();
+  const auto path = (dir / "test.db").string();
+  std::mutex m;
+  std::condition_variable cv;
+  bool hold = false, held = false;
+  sqlite::SqliteOptions o;
+  o.path = path;
+  o.before_sync = [&] {
+    std::unique_lock lock(m);
+    held = hold;
+    cv.notify_all();
+    cv.wait(lock, [&] { return !hold; });
+    held = false;
+  };
+  auto store = sqlite::open_sqlite_store(o);
+  auto payment = [](const std::string& ref) {
+    PaymentRecord p;
+    p.id = new_id(kPaymentPrefix);
+    p.merchant = "acme";
+    p.reference = ref;
+    p.connector = "c1";
+    p.provider = "glocash";
+    p.amount = 1999;
+    p.currency = "USD";
+    p.request_json = "{}";
+    p.created_at = p.updated_at = now_ms();
+    return p;
+  };
+  asio::io_context ioc;
+  auto run = [&](auto f) {
+    ioc.restart();
+    auto fut = asio::co_spawn(ioc, f(), asio::use_future);
+    ioc.run();
+    return fut.get();
+  };
+  const auto before = payment("REF-before");
+  run([&] { return store->create_payment(before, std::nullopt); });
+
+  {
+    std::lock_guard lock(m);
+    hold = true;
+  }
+  const auto p = payment("REF-held");
+  auto created = asio::co_spawn(ioc, store->create_payment(p, std::nullopt), asio::use_future);
+  ioc.restart();
+  std::thread loop([&] {
+    auto work = asio::make_work_guard(ioc);
+    ioc.run_for(std::chrono::seconds(10));
+  });
+  {
+    std::unique_lock lock(m);
+    REQUIRE(cv.wait_for(lock, std::chrono::seconds(5), [&] { return held; }));
+  }
+  // Committed (another connection sees the row) but not synced: neither the write nor a read that
+  // could have seen it completes.
+  sqlite::Db reader(path, true);
+  CHECK(scalar(reader, ("SELECT COUNT(*) FROM payments WHERE id = '" + p.id + "'").c_str()) == 1);
+  auto read = asio::co_spawn(ioc, store->get_payment(p.id), asio::use_future);  // at once, on a pooled connection
+  PaymentQuery q;
+  q.merchant = "acme";
+  auto listed = asio::co_spawn(ioc, store->list_payments(q), asio::use_future);  // on a reader thread
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(created.wait_for(std::chrono::milliseconds(0)) == std::future_status::timeout);
+  CHECK(read.wait_for(std::chrono::milliseconds(0)) == std::future_status::timeout);
+  CHECK(listed.wait_for(std::chrono::milliseconds(0)) == std::future_status::timeout);
+  {
+    std::lock_guard lock(m);
+    hold = false;
+  }
+  cv.notify_all();
+  CHECK(created.get().outcome == CreatePaymentOutcome::created);
+  const auto got = read.get();
+  REQUIRE(got.has_value());
+  CHECK(got->reference == "REF-held");
+  CHECK(listed.get().size() == 2);
+  ioc.stop();
+  loop.join();
+  store.reset();
   fs::remove_all(dir);
 }

@@ -18,6 +18,9 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <functional>
@@ -37,9 +40,10 @@ struct Job {
   std::function<void(std::exception_ptr)> finish;
 };
 
-class JobQueue {
+template <class T>
+class Queue {
  public:
-  void push(Job j) {
+  void push(T j) {
     {
       std::lock_guard lock(m_);
       q_.push_back(std::move(j));
@@ -47,7 +51,7 @@ class JobQueue {
     cv_.notify_one();
   }
   // Blocks until jobs are queued or the queue is closed; takes up to max.
-  bool take(std::vector<Job>& out, std::size_t max) {
+  bool take(std::vector<T>& out, std::size_t max = SIZE_MAX) {
     std::unique_lock lock(m_);
     cv_.wait(lock, [&] { return closed_ || !q_.empty(); });
     if (q_.empty()) return false;
@@ -68,8 +72,56 @@ class JobQueue {
  private:
   std::mutex m_;
   std::condition_variable cv_;
-  std::deque<Job> q_;
+  std::deque<T> q_;
   bool closed_ = false;
+};
+using JobQueue = Queue<Job>;
+
+// A batch the writer committed, on its way to the syncer.
+struct Synced {
+  std::uint64_t seq = 0;  // the commit's number (0: it did not reach COMMIT)
+  std::vector<Job> batch;
+  std::vector<std::exception_ptr> errors;
+  std::exception_ptr commit_error;
+  std::shared_ptr<WalSync> wal;  // the sync COMMIT left to do (null: none)
+  std::chrono::steady_clock::time_point started;
+};
+
+// How far commits are on disk. Readers that saw a commit not yet synced wait here.
+class Durable {
+ public:
+  bool reached(std::uint64_t seq) const { return done_.load() >= seq; }
+  // Runs fn now when seq is on disk, else on the syncer's thread once it is.
+  void when(std::uint64_t seq, std::function<void()> fn) {
+    {
+      std::lock_guard lock(m_);
+      if (done_.load() < seq) {
+        waiting_.emplace_back(seq, std::move(fn));
+        return;
+      }
+    }
+    fn();
+  }
+  void advance(std::uint64_t seq) {
+    std::vector<std::function<void()>> ready;
+    {
+      std::lock_guard lock(m_);
+      if (seq <= done_.load()) return;
+      done_.store(seq);
+      auto keep = waiting_.begin();
+      for (auto& [at, fn] : waiting_) {
+        if (at <= seq) ready.push_back(std::move(fn));
+        else *keep++ = {at, std::move(fn)};
+      }
+      waiting_.erase(keep, waiting_.end());
+    }
+    for (auto& fn : ready) fn();
+  }
+
+ private:
+  std::atomic<std::uint64_t> done_{0};
+  std::mutex m_;
+  std::vector<std::pair<std::uint64_t, std::function<void()>>> waiting_;
 };
 
 // Read-only connections (reader threads and lookups).
@@ -100,6 +152,7 @@ class SqliteStore final : public Store {
       Db check(options_.path, false);  // an unusable path fails start-up at once
     }
     writer_ = std::thread([this] { writer_loop(); });
+    syncer_ = std::thread([this] { syncer_loop(); });
     checkpointer_ = std::thread([this] { checkpointer_loop(); });
     for (unsigned i = 0; i < std::max(1u, options_.reader_threads); ++i)
       readers_.emplace_back([this] { reader_loop(); });
@@ -114,6 +167,7 @@ class SqliteStore final : public Store {
     writes_.close();
     reads_.close();
     if (writer_.joinable()) writer_.join();
+    if (syncer_.joinable()) syncer_.join();  // the writer closed syncs_: it syncs what is left
     {
       std::lock_guard lock(checkpoint_mutex_);
       checkpoint_closing_ = true;
@@ -897,16 +951,25 @@ class SqliteStore final : public Store {
     return migrated_;
   }
 
+  // The writer does not wait for the disk: each batch's commit is published (readers see it) with
+  // its WAL sync deferred, and the batch goes to the syncer, which syncs and only then completes its
+  // operations. Meanwhile the writer commits the next batch, so the disk's flush (most of a commit's
+  // time) overlaps the next batch's work instead of following it. What a crash could still take
+  // back is never handed out: a batch completes after its own sync, which also covers every batch
+  // before it (the WAL is one file, synced in order), and a read completes once every commit it
+  // could have seen is synced (durable_).
   void writer_loop() {
     if (options_.background_migrations) migrate_in_background();
-    if (!migrated_) return fail_queued(writes_);
+    if (!migrated_) {
+      fail_queued(writes_);
+      return syncs_.close();
+    }
     std::unique_ptr<Db> db;
-    std::vector<Job> batch;
     for (;;) {
-      batch.clear();
-      if (!writes_.take(batch, options_.max_batch)) break;
-      std::vector<std::exception_ptr> errors(batch.size());
-      std::exception_ptr commit_error;
+      Synced done;
+      if (!writes_.take(done.batch, options_.max_batch)) break;
+      done.errors.resize(done.batch.size());
+      done.started = std::chrono::steady_clock::now();
       try {
         if (!db) {
           // synchronous=FULL is what the batched-WAL VFS needs (see wal_vfs.hpp).
@@ -915,22 +978,24 @@ class SqliteStore final : public Store {
           // Replaces SQLite's automatic checkpoint on this connection (see after_commit).
           sqlite3_wal_hook(db->raw(), &SqliteStore::on_wal_commit, this);
         }
-        const auto started = std::chrono::steady_clock::now();
         db->exec("BEGIN IMMEDIATE");
-        for (std::size_t i = 0; i < batch.size(); ++i) {
+        for (std::size_t i = 0; i < done.batch.size(); ++i) {
           try {
-            batch[i].run(*db);
+            done.batch[i].run(*db);
           } catch (...) {
-            errors[i] = std::current_exception();
+            done.errors[i] = std::current_exception();
           }
         }
-        db->exec("COMMIT");
-        obs::metrics::observe_store_commit(
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(), batch.size());
+        done.seq = ++visible_;  // before COMMIT: a reader may see the commit as soon as it publishes
+        {
+          DeferWalSyncs defer;
+          db->exec("COMMIT");
+          done.wal = DeferWalSyncs::owed();
+        }
         after_commit(*db);
       } catch (const std::exception& e) {
         spdlog::error("store commit failed: {}", e.what());
-        commit_error = std::make_exception_ptr(StoreUnavailable(e.what()));
+        done.commit_error = std::make_exception_ptr(StoreUnavailable(e.what()));
         if (db) {
           try {
             db->exec("ROLLBACK");
@@ -939,7 +1004,42 @@ class SqliteStore final : public Store {
           }
         }
       }
-      for (std::size_t i = 0; i < batch.size(); ++i) batch[i].finish(commit_error ? commit_error : errors[i]);
+      syncs_.push(std::move(done));
+    }
+    syncs_.close();
+  }
+
+  // Syncs what the writer committed, oldest first, one fdatasync for all that queued meanwhile,
+  // then completes those batches' operations and releases the reads that waited for them.
+  void syncer_loop() {
+    std::vector<Synced> items;
+    while (syncs_.take(items)) {
+      if (options_.before_sync) options_.before_sync();
+      const WalSync* last = nullptr;
+      for (const auto& item : items) {
+        if (!item.wal || item.wal.get() == last) continue;
+        last = item.wal.get();
+        if (const int err = last->sync(); err != 0) {
+          // The kernel may have dropped the unsynced bytes; readers may have seen them. Nothing
+          // that depends on them was handed out yet: stop here, and the restart recovers from
+          // what the disk holds (as after a power cut), instead of answering from data that is
+          // not there.
+          spdlog::critical("store: syncing the WAL failed ({}); stopping", std::strerror(err));
+          std::abort();
+        }
+      }
+      const auto now = std::chrono::steady_clock::now();
+      for (auto& item : items) {
+        if (!item.commit_error)
+          obs::metrics::observe_store_commit(std::chrono::duration<double>(now - item.started).count(),
+                                             item.batch.size());
+        for (std::size_t i = 0; i < item.batch.size(); ++i)
+          item.batch[i].finish(item.commit_error ? item.commit_error : item.errors[i]);
+      }
+      std::uint64_t seq = 0;
+      for (const auto& item : items) seq = std::max(seq, item.seq);
+      durable_.advance(seq);
+      items.clear();
     }
   }
 
@@ -1038,7 +1138,7 @@ class SqliteStore final : public Store {
         } catch (...) {
           error = std::current_exception();
         }
-        job.finish(error);
+        durable_.when(visible_.load(), [job = std::move(job), error] { job.finish(error); });
       }
     }
   }
@@ -1097,11 +1197,13 @@ class SqliteStore final : public Store {
     try {
       if (!db) db = open_reader();
       auto result = fn(*db);
+      const auto seen = visible_.load();  // after the query: covers every commit it could see
       {
         std::lock_guard lock(lookup_mutex_);
         lookup_pool_.push_back(std::move(db));
       }
-      return ready<T>(std::move(result));
+      if (durable_.reached(seen)) return ready<T>(std::move(result));
+      return when_durable<T>(seen, std::move(result));
     } catch (const SqliteError& e) {
       return failed<T>(std::make_exception_ptr(StoreUnavailable(e.what())));  // the connection is dropped
     } catch (...) {
@@ -1111,6 +1213,19 @@ class SqliteStore final : public Store {
   template <class T>
   static asio::awaitable<T> ready(T value) {
     co_return value;
+  }
+  // value, once commit seq is on disk.
+  template <class T>
+  asio::awaitable<T> when_durable(std::uint64_t seq, T value) {
+    return asio::async_initiate<const asio::use_awaitable_t<>&, void(std::exception_ptr, T)>(
+        [this, seq, value = std::move(value)](auto handler) mutable {
+          auto h = std::make_shared<decltype(handler)>(std::move(handler));
+          auto v = std::make_shared<T>(std::move(value));
+          durable_.when(seq, [h, v] {
+            asio::post(asio::get_associated_executor(*h), [h, v] { (*h)(nullptr, std::move(*v)); });
+          });
+        },
+        asio::use_awaitable);
   }
   template <class T>
   static asio::awaitable<T> failed(std::exception_ptr e) {
@@ -1129,7 +1244,11 @@ class SqliteStore final : public Store {
   const std::int64_t started_at_ = now_ms();
   JobQueue writes_;
   JobQueue reads_;
+  Queue<Synced> syncs_;  // writer -> syncer
+  std::atomic<std::uint64_t> visible_{0};  // the last commit readers may see (writer counts)
+  Durable durable_;                        // the last commit on disk (syncer advances)
   std::thread writer_;
+  std::thread syncer_;
   std::vector<std::thread> readers_;
   std::mutex lookup_mutex_;
   std::vector<std::unique_ptr<Db>> lookup_pool_;  // idle connections of lookup()

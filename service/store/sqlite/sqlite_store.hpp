@@ -3,11 +3,14 @@
 // migrations at open, one writer thread that group-commits whatever queued while the previous
 // commit ran (each operation in its own savepoint, so one failing operation does not undo the
 // others), and reader threads with their own connections. Writes and queries do not run on the
-// event loop: callers await completions that are posted back to their executor after the commit.
+// event loop: callers await completions that are posted back to their executor once the commit is
+// on disk. The writer does not wait for the disk itself: a syncer thread syncs each commit while
+// the writer commits the next batch, and a read that saw a commit not yet synced waits for it.
 // Lookups by key are the exception: they run at once on the caller's thread, on pooled read-only
 // connections (a WAL reader never waits for the writer; the handoff would cost more than the query).
 #include "service/store/store.hpp"
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -25,6 +28,8 @@ struct SqliteOptions {
   // runs them (retrying while the database is locked or unreachable), operations wait for them and
   // ping() answers false meanwhile, so that the service can listen and report "not ready".
   bool background_migrations = false;
+  // Tests: called on the syncer's thread before each sync of committed batches.
+  std::function<void()> before_sync;
 };
 
 std::unique_ptr<Store> open_sqlite_store(SqliteOptions options);

@@ -1,11 +1,17 @@
 #include "service/store/sqlite/wal_vfs.hpp"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <new>
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
 namespace paymux::store::sqlite {
@@ -17,12 +23,20 @@ constexpr std::size_t kMaxWrite = 64u << 10;
 
 sqlite3_vfs* g_real = nullptr;
 
+// Set by DeferWalSyncs on the committing thread; `owed` is the WAL whose sync was left to it.
+thread_local bool t_defer = false;
+thread_local std::shared_ptr<WalSync> t_owed;
+std::atomic<std::uint64_t> g_wal_syncs{0};
+
 struct File {
   sqlite3_file base;  // first: SQLite sees a File as a sqlite3_file
   sqlite3_file* real;
   bool wal;
   sqlite3_int64 start = 0;     // file offset of pending[0]
   std::vector<char> pending;   // bytes written to the WAL and not yet handed to the OS
+  std::shared_ptr<WalSync> deferred_sync;  // WAL only; null when its descriptor could not be opened
+  bool synced = false;         // a sync of this file has been done here since it was opened
+  bool header_written = false; // the WAL's header was written since the last sync done here
 };
 
 constexpr std::size_t kRealOffset = (sizeof(File) + 15) & ~std::size_t{15};
@@ -61,6 +75,7 @@ int x_read(sqlite3_file* file, void* buf, int amt, sqlite3_int64 off) {
 int x_write(sqlite3_file* file, const void* buf, int amt, sqlite3_int64 off) {
   File* f = self(file);
   if (!f->wal) return io(f)->xWrite(f->real, buf, amt, off);
+  if (off == 0) f->header_written = true;  // the WAL starts over (see x_sync)
   const auto n = static_cast<std::size_t>(amt);
   const auto* bytes = static_cast<const char*>(buf);
   const sqlite3_int64 end = f->start + static_cast<sqlite3_int64>(f->pending.size());
@@ -90,7 +105,21 @@ int x_truncate(sqlite3_file* file, sqlite3_int64 size) {
 int x_sync(sqlite3_file* file, int flags) {
   File* f = self(file);
   if (int rc = flush(f); rc != SQLITE_OK) return rc;
-  return io(f)->xSync(f->real, flags);
+  // Deferred: the bytes are with the OS (so other connections can read the frames SQLite is about
+  // to publish) and the committing thread syncs them later. Done here at once: the first sync of a
+  // file (SQLite's also makes its directory entry durable) and the sync after a new WAL header,
+  // which SQLite needs on disk before any frame that follows it.
+  if (f->wal && t_defer && f->deferred_sync && f->synced && !f->header_written) {
+    t_owed = f->deferred_sync;
+    return SQLITE_OK;
+  }
+  int rc = io(f)->xSync(f->real, flags);
+  if (f->wal) ++g_wal_syncs;
+  if (rc == SQLITE_OK) {
+    f->synced = true;
+    f->header_written = false;
+  }
+  return rc;
 }
 
 int x_file_size(sqlite3_file* file, sqlite3_int64* size) {
@@ -142,6 +171,12 @@ int x_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags, i
     f->~File();
     return rc != SQLITE_OK ? rc : SQLITE_CANTOPEN;
   }
+  if (f->wal && name) {
+    // A second descriptor of the same file: what fdatasync writes out is the file's, whichever
+    // descriptor asks, and this one stays valid for as long as a deferred sync holds it.
+    const int fd = ::open(name, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) f->deferred_sync = std::make_shared<WalSync>(fd);
+  }
   f->base.pMethods = &kMethods;
   return SQLITE_OK;
 }
@@ -158,6 +193,29 @@ sqlite3_vfs make_vfs() {
 }
 
 }  // namespace
+
+WalSync::~WalSync() { ::close(fd_); }
+
+int WalSync::sync() const noexcept {
+  int rc;
+  do rc = ::fdatasync(fd_);
+  while (rc != 0 && errno == EINTR);
+  return rc == 0 ? 0 : errno;
+}
+
+DeferWalSyncs::DeferWalSyncs() {
+  t_defer = true;
+  t_owed.reset();
+}
+
+DeferWalSyncs::~DeferWalSyncs() {
+  t_defer = false;
+  t_owed.reset();
+}
+
+std::shared_ptr<WalSync> DeferWalSyncs::owed() { return std::exchange(t_owed, nullptr); }
+
+std::uint64_t wal_syncs_at_once() { return g_wal_syncs.load(); }
 
 const char* batched_wal_vfs() {
   static sqlite3_vfs vfs = make_vfs();
