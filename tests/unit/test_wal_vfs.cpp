@@ -148,6 +148,7 @@ TEST_CASE("the SQLite store's WAL starts over under steady writes", "[sqlite][wa
   sqlite::SqliteOptions o;
   o.path = path;
   o.checkpoint_frames = 100;  // ~200 KB instead of ~4 MB, so that a few thousand payments suffice
+  o.checkpoint_tail_frames = 25;  // so that background passes run, not the writer's alone
   auto store = sqlite::open_sqlite_store(o);
   asio::io_context ioc;
   constexpr int n = 3000, in_flight = 64;

@@ -8,6 +8,8 @@
 #include "service/core/ids.hpp"
 #include "service/obs/metrics.hpp"
 
+#include <fcntl.h>
+
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -17,6 +19,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <climits>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
@@ -59,6 +62,7 @@ class Queue {
       out.push_back(std::move(q_.front()));
       q_.pop_front();
     }
+    if (q_.empty()) taken_cv_.notify_all();
     return true;
   }
   void close() {
@@ -68,10 +72,16 @@ class Queue {
     }
     cv_.notify_all();
   }
+  // Blocks until everything pushed was taken (or the queue is closed).
+  void wait_taken() {
+    std::unique_lock lock(m_);
+    taken_cv_.wait(lock, [&] { return closed_ || q_.empty(); });
+  }
 
  private:
   std::mutex m_;
   std::condition_variable cv_;
+  std::condition_variable taken_cv_;
   std::deque<T> q_;
   bool closed_ = false;
 };
@@ -83,7 +93,7 @@ struct Synced {
   std::vector<Job> batch;
   std::vector<std::exception_ptr> errors;
   std::exception_ptr commit_error;
-  std::shared_ptr<WalSync> wal;  // the sync COMMIT left to do (null: none)
+  std::shared_ptr<FileSync> wal;  // the sync COMMIT left to do (null: none)
   std::chrono::steady_clock::time_point started;
 };
 
@@ -1005,8 +1015,24 @@ class SqliteStore final : public Store {
         }
       }
       syncs_.push(std::move(done));
+      // One committed batch waits for the syncer at most: the next commit (with whatever queued
+      // meanwhile) is made when the syncer starts on this one, and still makes the sync after.
+      // Committing sooner would not be synced sooner, and each commit writes the pages it
+      // touched again.
+      syncs_.wait_taken();
     }
     syncs_.close();
+  }
+
+  // After a failed fdatasync the kernel may have dropped the bytes, and a later sync can succeed
+  // without them: nothing may rely on them (readers may have seen commits not yet synced, and a
+  // checkpoint would start the WAL over). Nothing that depends on them was handed out yet: stop,
+  // and the restart recovers from what the disk holds, as after a power cut.
+  static void sync_or_stop(const FileSync& file, const char* what) {
+    if (const int err = file.sync(); err != 0) {
+      spdlog::critical("store: syncing the {} failed ({}); stopping", what, std::strerror(err));
+      std::abort();
+    }
   }
 
   // Syncs what the writer committed, oldest first, one fdatasync for all that queued meanwhile,
@@ -1015,18 +1041,11 @@ class SqliteStore final : public Store {
     std::vector<Synced> items;
     while (syncs_.take(items)) {
       if (options_.before_sync) options_.before_sync();
-      const WalSync* last = nullptr;
+      const FileSync* last = nullptr;
       for (const auto& item : items) {
         if (!item.wal || item.wal.get() == last) continue;
         last = item.wal.get();
-        if (const int err = last->sync(); err != 0) {
-          // The kernel may have dropped the unsynced bytes; readers may have seen them. Nothing
-          // that depends on them was handed out yet: stop here, and the restart recovers from
-          // what the disk holds (as after a power cut), instead of answering from data that is
-          // not there.
-          spdlog::critical("store: syncing the WAL failed ({}); stopping", std::strerror(err));
-          std::abort();
-        }
+        sync_or_stop(*last, "WAL");
       }
       const auto now = std::chrono::steady_clock::now();
       for (auto& item : items) {
@@ -1047,10 +1066,12 @@ class SqliteStore final : public Store {
   // start over) run on their own thread and connection, not on the writer's: commits go on while
   // one runs. A checkpoint copies only what was committed when it started, and SQLite starts the WAL
   // over only once everything in it was copied; so when the background has copied all but a few
-  // frames, the writer copies those itself between two batches (a short pause), and the next batch
-  // writes the WAL from its start again.
-  // options_.checkpoint_frames: a background checkpoint; a quarter of that left over: the writer
-  // copies it; four times that (the background cannot keep up): the writer copies everything.
+  // frames, the writer copies those itself between two batches (a short pause: two syncs and the
+  // copy), and the next batch writes the WAL from its start again.
+  // At options_.checkpoint_frames a background pass starts; passes follow one another while more
+  // than options_.checkpoint_tail_frames are left and each leaves fewer than the one before; then
+  // the writer copies the rest. At four times checkpoint_frames (the background cannot keep up) the
+  // writer copies everything.
 
   static int on_wal_commit(void* self, sqlite3*, const char*, int frames) {
     static_cast<SqliteStore*>(self)->wal_frames_ = frames;
@@ -1064,10 +1085,13 @@ class SqliteStore final : public Store {
       std::lock_guard lock(checkpoint_mutex_);
       if (checkpoint_running_) return;
       if (backfilled_ > frames) backfilled_ = 0;  // the WAL started over since
-      if (frames - backfilled_ > threshold / 4 && frames < 4 * threshold) {
+      const int left = frames - backfilled_;
+      if (left > options_.checkpoint_tail_frames && left < left_before_ && frames < 4 * threshold) {
+        left_before_ = left;
         checkpoint_wanted_ = true;
       } else {
         backfilled_ = checkpoint(db, "writer");
+        left_before_ = INT_MAX;
         return;
       }
     }
@@ -1086,6 +1110,7 @@ class SqliteStore final : public Store {
   void checkpointer_loop() {
     if (!wait_migrated()) return;
     std::unique_ptr<Db> db;
+    std::unique_ptr<FileSync> db_file;  // the database file's own descriptor, for sync()
     for (;;) {
       int copied = 0;
       {
@@ -1101,6 +1126,15 @@ class SqliteStore final : public Store {
           db->exec("PRAGMA journal_mode=WAL");  // opens the WAL: until then a checkpoint does nothing
         }
         copied = checkpoint(*db, "background");
+        // SQLite syncs the database file only when a checkpoint reached the end of the WAL, which a
+        // background pass seldom does (commits go on meanwhile); the pages it copied would then all
+        // be synced by the writer's last pass, while commits wait. Synced here, that pass syncs
+        // only its own.
+        if (!db_file) {
+          if (const int fd = ::open(options_.path.c_str(), O_RDONLY | O_CLOEXEC); fd >= 0)
+            db_file = std::make_unique<FileSync>(fd);
+        }
+        if (copied > 0 && db_file) sync_or_stop(*db_file, "database file");
       } catch (const std::exception& e) {
         spdlog::warn("store: checkpoint connection: {}", e.what());
         db.reset();
@@ -1261,6 +1295,7 @@ class SqliteStore final : public Store {
   std::mutex checkpoint_mutex_;
   std::condition_variable checkpoint_cv_;
   int backfilled_ = 0;  // WAL frames the last checkpoint left in the database file
+  int left_before_ = INT_MAX;  // frames left to copy when the last background pass started
   bool checkpoint_wanted_ = false;
   bool checkpoint_running_ = false;
   bool checkpoint_closing_ = false;

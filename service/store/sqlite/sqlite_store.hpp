@@ -24,6 +24,11 @@ struct SqliteOptions {
   // ~2 MB of 2 KiB pages. The writer's own share of a checkpoint (up to a quarter of this) pauses
   // commits: at c48 in bench/, 1,000 kept p99 near 18 ms, 2,000 near 22 ms, 6,000 near 28 ms.
   int checkpoint_frames = 1000;
+  // Frames left over that the writer copies itself (see SqliteStore::after_commit); more, and the
+  // background makes another pass first. A pass leaves what commits added while it ran, ~150-250
+  // frames at c64 in bench/; another would leave about as many (it takes two syncs however little
+  // it copies), so the writer takes those.
+  int checkpoint_tail_frames = 256;
   // false: migrations run in open_sqlite_store, which throws when they fail. true: the writer thread
   // runs them (retrying while the database is locked or unreachable), operations wait for them and
   // ping() answers false meanwhile, so that the service can listen and report "not ready".

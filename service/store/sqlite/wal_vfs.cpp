@@ -25,7 +25,7 @@ sqlite3_vfs* g_real = nullptr;
 
 // Set by DeferWalSyncs on the committing thread; `owed` is the WAL whose sync was left to it.
 thread_local bool t_defer = false;
-thread_local std::shared_ptr<WalSync> t_owed;
+thread_local std::shared_ptr<FileSync> t_owed;
 std::atomic<std::uint64_t> g_wal_syncs{0};
 
 struct File {
@@ -34,7 +34,7 @@ struct File {
   bool wal;
   sqlite3_int64 start = 0;     // file offset of pending[0]
   std::vector<char> pending;   // bytes written to the WAL and not yet handed to the OS
-  std::shared_ptr<WalSync> deferred_sync;  // WAL only; null when its descriptor could not be opened
+  std::shared_ptr<FileSync> deferred_sync;  // WAL only; null when its descriptor could not be opened
   bool synced = false;         // a sync of this file has been done here since it was opened
   bool header_written = false; // the WAL's header was written since the last sync done here
 };
@@ -175,7 +175,7 @@ int x_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags, i
     // A second descriptor of the same file: what fdatasync writes out is the file's, whichever
     // descriptor asks, and this one stays valid for as long as a deferred sync holds it.
     const int fd = ::open(name, O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) f->deferred_sync = std::make_shared<WalSync>(fd);
+    if (fd >= 0) f->deferred_sync = std::make_shared<FileSync>(fd);
   }
   f->base.pMethods = &kMethods;
   return SQLITE_OK;
@@ -194,9 +194,9 @@ sqlite3_vfs make_vfs() {
 
 }  // namespace
 
-WalSync::~WalSync() { ::close(fd_); }
+FileSync::~FileSync() { ::close(fd_); }
 
-int WalSync::sync() const noexcept {
+int FileSync::sync() const noexcept {
   int rc;
   do rc = ::fdatasync(fd_);
   while (rc != 0 && errno == EINTR);
@@ -213,7 +213,7 @@ DeferWalSyncs::~DeferWalSyncs() {
   t_owed.reset();
 }
 
-std::shared_ptr<WalSync> DeferWalSyncs::owed() { return std::exchange(t_owed, nullptr); }
+std::shared_ptr<FileSync> DeferWalSyncs::owed() { return std::exchange(t_owed, nullptr); }
 
 std::uint64_t wal_syncs_at_once() { return g_wal_syncs.load(); }
 

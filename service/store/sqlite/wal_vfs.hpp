@@ -25,13 +25,14 @@ namespace paymux::store::sqlite {
 // The VFS's name, registered (not as the default) on the first call.
 const char* batched_wal_vfs();
 
-// One WAL's sync, to be done after a commit that deferred it. Holds its own descriptor of the file.
-class WalSync {
+// fdatasync of one file through a descriptor of its own (what it writes out is the file's, whichever
+// descriptor wrote): a WAL's sync that a commit deferred, or a database file's.
+class FileSync {
  public:
-  explicit WalSync(int fd) : fd_(fd) {}
-  ~WalSync();
-  WalSync(const WalSync&) = delete;
-  WalSync& operator=(const WalSync&) = delete;
+  explicit FileSync(int fd) : fd_(fd) {}
+  ~FileSync();
+  FileSync(const FileSync&) = delete;
+  FileSync& operator=(const FileSync&) = delete;
   // fdatasync: 0, or the errno of the failure. After a failure the bytes may be lost whatever a
   // later sync says: do not retry, treat the commits as lost.
   int sync() const noexcept;
@@ -49,7 +50,7 @@ class DeferWalSyncs {
   ~DeferWalSyncs();
   DeferWalSyncs(const DeferWalSyncs&) = delete;
   DeferWalSyncs& operator=(const DeferWalSyncs&) = delete;
-  static std::shared_ptr<WalSync> owed();
+  static std::shared_ptr<FileSync> owed();
 };
 
 // WAL syncs this VFS has done at once, on every thread (not those deferred). For tests.
