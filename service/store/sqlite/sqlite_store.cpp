@@ -1002,7 +1002,6 @@ class SqliteStore final : public Store {
           db->exec("COMMIT");
           done.wal = DeferWalSyncs::owed();
         }
-        after_commit(*db);
       } catch (const std::exception& e) {
         spdlog::error("store commit failed: {}", e.what());
         done.commit_error = std::make_exception_ptr(StoreUnavailable(e.what()));
@@ -1014,7 +1013,10 @@ class SqliteStore final : public Store {
           }
         }
       }
+      const bool committed = !done.commit_error;
       syncs_.push(std::move(done));
+      // After the hand-over: the batch's sync runs while the writer checkpoints, if it must.
+      if (committed) after_commit(*db);
       // One committed batch waits for the syncer at most: the next commit (with whatever queued
       // meanwhile) is made when the syncer starts on this one, and still makes the sync after.
       // Committing sooner would not be synced sooner, and each commit writes the pages it
