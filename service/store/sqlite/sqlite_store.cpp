@@ -1076,7 +1076,9 @@ class SqliteStore final : public Store {
   // writer copies everything.
 
   static int on_wal_commit(void* self, sqlite3*, const char*, int frames) {
-    static_cast<SqliteStore*>(self)->wal_frames_ = frames;
+    auto* store = static_cast<SqliteStore*>(self);
+    if (frames < store->wal_frames_) ++store->wal_restarts_;  // this commit wrote the WAL from its start
+    store->wal_frames_ = frames;
     return SQLITE_OK;
   }
 
@@ -1086,7 +1088,13 @@ class SqliteStore final : public Store {
     {
       std::lock_guard lock(checkpoint_mutex_);
       if (checkpoint_running_) return;
-      if (backfilled_ > frames) backfilled_ = 0;  // the WAL started over since
+      if (checkpoint_restarts_ != wal_restarts_) {
+        // The WAL started over since the last pass (after the writer's pass, or a background one
+        // that copied everything while commits paused): nothing of it is copied yet.
+        checkpoint_restarts_ = wal_restarts_;
+        backfilled_ = 0;
+        left_before_ = INT_MAX;
+      }
       const int left = frames - backfilled_;
       if (left > options_.checkpoint_tail_frames && left < left_before_ && frames < 4 * threshold) {
         left_before_ = left;
@@ -1294,10 +1302,12 @@ class SqliteStore final : public Store {
   std::condition_variable migrated_cv_;
   std::thread checkpointer_;
   int wal_frames_ = 0;  // the WAL's size after the last commit (writer thread only)
+  std::uint64_t wal_restarts_ = 0;  // times a commit wrote the WAL from its start (writer thread only)
   std::mutex checkpoint_mutex_;
   std::condition_variable checkpoint_cv_;
   int backfilled_ = 0;  // WAL frames the last checkpoint left in the database file
   int left_before_ = INT_MAX;  // frames left to copy when the last background pass started
+  std::uint64_t checkpoint_restarts_ = 0;  // wal_restarts_ that backfilled_ and left_before_ are of
   bool checkpoint_wanted_ = false;
   bool checkpoint_running_ = false;
   bool checkpoint_closing_ = false;
