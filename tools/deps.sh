@@ -10,14 +10,14 @@ set -euo pipefail
 want=(g++ cmake ninja-build pkg-config ccache ca-certificates curl
       libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
       libssl-dev libspdlog-dev libyaml-cpp-dev libsqlite3-dev libqrencode-dev libpq-dev
-      prometheus-cpp-dev libtcmalloc-minimal4)
+      libzstd-dev prometheus-cpp-dev libtcmalloc-minimal4)
 case "${1:-build}" in
   build) ;;
   test)  want+=(catch2 python3 nodejs npm wrk chromium postgresql-15 postgresql-client-15) ;;
   bench) want+=(wrk python3 postgresql-15 postgresql-client-15) ;;
   image) want=(buildah debootstrap ca-certificates) ;;
   runtime) want=(ca-certificates libboost-json1.81.0 libboost-url1.81.0 libssl3 libspdlog1.10
-                 libfmt9 libyaml-cpp0.7 libsqlite3-0 libpq5 libqrencode4 libprometheus-cpp-core1.0
+                 libfmt9 libyaml-cpp0.7 libsqlite3-0 libpq5 libqrencode4 libzstd1 libprometheus-cpp-core1.0
                  libtcmalloc-minimal4) ;;
   *) echo "usage: $0 [build|test|bench|image|runtime]" >&2; exit 2 ;;
 esac

@@ -349,6 +349,65 @@ TEST_CASE("idempotency keys complete, replay and are pruned", "[store]") {
   });
 }
 
+TEST_CASE("SQLite keeps large texts packed and serves them as they were written", "[store]") {
+  const auto path = temp_db();
+  auto store = sqlite::open_sqlite_store({path});
+  run([&]() { return store->sync_webhook_endpoints({{"acme", "http://127.0.0.1:9/hook", 0, "", 1}}, 1); });
+  auto p = payment("acme", "ORDER-packed");
+  auto k = key("acme", "k-packed", p.id);
+  run([&]() { return store->create_payment(p, k); });
+  // A payment's JSON (as an event's payload and as the stored response), with text that is not ASCII.
+  std::string json = "{\"id\":\"" + p.id + "\",\"object\":\"payment\",\"merchant\":\"acme\",\"status\":\"succeeded\"," +
+                     "\"amount\":1999,\"currency\":\"USD\",\"metadata\":{\"note\":\"caf\xc3\xa9\"}," +
+                     "\"attempts\":[{\"connector\":\"c1\",\"outcome\":\"definite\",\"error\":null}]}";
+  PaymentChange c;
+  c.payment = p;
+  c.payment.status = PaymentStatus::succeeded;
+  c.expected_version = 0;
+  EventRecord e{new_id(kEventPrefix), "acme", "payment.succeeded", p.id, "{\"data\":" + json + "}", now_ms()};
+  c.events.push_back(e);
+  k.state = IdempotencyState::completed;
+  k.response_status = 201;
+  k.response_body = json;
+  c.idempotency_done = k;
+  REQUIRE(run([&]() { return store->apply_payment_change(c); }));
+  // A row written before texts were packed: its payload is TEXT.
+  EventRecord old{new_id(kEventPrefix), "acme", "payment.processing", p.id, "{\"data\":" + json + ",\"old\":1}", now_ms()};
+  {
+    sqlite::Db raw(path, false);
+    auto s = raw.prepare("INSERT INTO events (id, merchant, type, object_id, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+    s.bind(1, old.id).bind(2, old.merchant).bind(3, old.type).bind(4, old.object_id).bind(5, old.payload_json);
+    s.bind(6, old.created_at);
+    s.exec();
+    auto t = raw.prepare("SELECT typeof(payload), length(payload) FROM events WHERE id = ?1");
+    t.bind(1, e.id);
+    REQUIRE(t.step());
+    CHECK(t.text(0) == "blob");
+    CHECK(static_cast<std::size_t>(t.int64(1)) < e.payload_json.size());
+    auto r = raw.prepare("SELECT typeof(response_body) FROM idempotency_keys WHERE key = 'k-packed'");
+    REQUIRE(r.step());
+    CHECK(r.text(0) == "blob");
+  }
+  auto got = run([&]() { return store->get_event(e.id); });
+  REQUIRE(got);
+  CHECK(got->payload_json == e.payload_json);
+  auto listed = run([&]() { return store->list_events(EventQuery{"acme", "", p.id, "", 10}); });
+  REQUIRE(listed.size() == 2);
+  CHECK(listed[0].payload_json == old.payload_json);
+  CHECK(listed[1].payload_json == e.payload_json);
+  auto claimed = run([&]() { return store->claim_deliveries("acme", now_ms() + 1000, 10, now_ms() + 60000); });
+  REQUIRE(claimed.size() == 1);  // the TEXT row was inserted without a delivery
+  CHECK(claimed[0].payload_json == e.payload_json);
+  auto replay = run([&]() { return store->get_idempotency("acme", "k-packed"); });
+  REQUIRE(replay);
+  CHECK(replay->response_body == json);
+  // And after a restart, from the file.
+  store.reset();
+  store = sqlite::open_sqlite_store({path});
+  CHECK(run([&]() { return store->get_event(e.id); })->payload_json == e.payload_json);
+  CHECK(run([&]() { return store->get_idempotency("acme", "k-packed"); })->response_body == json);
+}
+
 TEST_CASE("due payments are claimed once per lease, per connector, and again once the lease is over", "[store][reconcile]") {
   for_each_store([](Backend& b) {
   auto run = [&](auto f) { return b.run(f); };

@@ -1,6 +1,8 @@
 #pragma once
 // A thin RAII layer over one sqlite3 connection: cached prepared statements, typed binding and
 // reading, savepoints. Used only on the store's own threads.
+#include "service/store/sqlite/packed_text.hpp"
+
 #include <sqlite3.h>
 
 #include <cstdint>
@@ -32,6 +34,12 @@ class Stmt {
   }
   Stmt& bind(int i, const std::string& v) { return bind(i, std::string_view(v)); }
   Stmt& bind(int i, const char* v) { return bind(i, std::string_view(v)); }
+  // A packed text goes in as a BLOB, which text() unpacks.
+  Stmt& bind(int i, const StoredText& v) {
+    if (!v.packed) return bind(i, std::string_view(v.bytes));
+    check(sqlite3_bind_blob(s_, i, v.bytes.data(), static_cast<int>(v.bytes.size()), SQLITE_TRANSIENT));
+    return *this;
+  }
   Stmt& bind(int i, std::int64_t v) {
     check(sqlite3_bind_int64(s_, i, v));
     return *this;
@@ -56,7 +64,13 @@ class Stmt {
     }
   }
 
+  // The column's text. The store writes no BLOB but packed texts (see packed_text.hpp): a BLOB is
+  // unpacked, and one that is not a packed text is an error.
   std::string text(int col) const {
+    if (sqlite3_column_type(s_, col) == SQLITE_BLOB) {
+      auto b = static_cast<const char*>(sqlite3_column_blob(s_, col));
+      return unpack_text(std::string_view(b, static_cast<std::size_t>(sqlite3_column_bytes(s_, col))));
+    }
     auto p = sqlite3_column_text(s_, col);
     return p ? std::string(reinterpret_cast<const char*>(p), static_cast<std::size_t>(sqlite3_column_bytes(s_, col)))
              : std::string();

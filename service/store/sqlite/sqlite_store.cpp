@@ -277,7 +277,13 @@ class SqliteStore final : public Store {
   }
 
   asio::awaitable<bool> apply_payment_change(PaymentChange c) override {
-    return write<bool>([c = std::move(c)](Db& db) {
+    // Packed here, on the caller's thread, not on the writer's.
+    std::vector<StoredText> payloads;
+    payloads.reserve(c.events.size());
+    for (const auto& e : c.events) payloads.push_back(pack_text(e.payload_json));
+    std::optional<StoredText> response;
+    if (c.idempotency_done) response = pack_text(c.idempotency_done->response_body);
+    return write<bool>([c = std::move(c), payloads = std::move(payloads), response = std::move(response)](Db& db) {
       db.exec("SAVEPOINT change");
       try {
         SQL u =
@@ -297,9 +303,9 @@ class SqliteStore final : public Store {
           db.exec("ROLLBACK TO change; RELEASE change");
           return false;
         }
-        for (const auto& e : c.events) insert_event(db, e, p.id);
+        for (std::size_t i = 0; i < c.events.size(); ++i) insert_event(db, c.events[i], payloads[i], p.id);
         if (c.refund) upsert_refund(db, *c.refund);
-        if (c.idempotency_done) update_idempotency(db, *c.idempotency_done);
+        if (c.idempotency_done) update_idempotency(db, *c.idempotency_done, *response);
         if (c.notification) insert_notification(db, *c.notification);
         db.exec("RELEASE change");
         return true;
@@ -483,8 +489,9 @@ class SqliteStore final : public Store {
   }
 
   asio::awaitable<void> complete_idempotency(IdempotencyRecord r) override {
-    return discard(write<Unit>([r = std::move(r)](Db& db) {
-      update_idempotency(db, r);
+    auto response = pack_text(r.response_body);
+    return discard(write<Unit>([r = std::move(r), response = std::move(response)](Db& db) {
+      update_idempotency(db, r, response);
       return Unit{};
     }));
   }
@@ -837,11 +844,12 @@ class SqliteStore final : public Store {
 
   // The event and its webhook delivery row, in the caller's transaction. order_key is the payment
   // the change belongs to (a refund's events keep their order with the payment's).
-  static void insert_event(Db& db, const EventRecord& e, const std::string& order_key) {
+  // payload: e.payload_json as pack_text left it.
+  static void insert_event(Db& db, const EventRecord& e, const StoredText& payload, const std::string& order_key) {
     SQL i = "INSERT INTO events (id, merchant, type, object_id, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
     {
       auto s = db.prepare(i);
-      s.bind(1, e.id).bind(2, e.merchant).bind(3, e.type).bind(4, e.object_id).bind(5, e.payload_json);
+      s.bind(1, e.id).bind(2, e.merchant).bind(3, e.type).bind(4, e.object_id).bind(5, payload);
       s.bind(6, e.created_at);
       s.exec();
     }
@@ -880,12 +888,13 @@ class SqliteStore final : public Store {
     return db.changes() == 1;
   }
 
-  static void update_idempotency(Db& db, const IdempotencyRecord& r) {
+  // body: r.response_body as pack_text left it.
+  static void update_idempotency(Db& db, const IdempotencyRecord& r, const StoredText& body) {
     SQL u =
         "UPDATE idempotency_keys SET state = 'completed', response_status = ?3, response_body = ?4, "
         "resource_id = ?5 WHERE merchant = ?1 AND key = ?2";
     auto s = db.prepare(u);
-    s.bind(1, r.merchant).bind(2, r.key).bind(3, r.response_status).bind(4, r.response_body).bind(5, r.resource_id);
+    s.bind(1, r.merchant).bind(2, r.key).bind(3, r.response_status).bind(4, body).bind(5, r.resource_id);
     s.exec();
   }
 
