@@ -139,8 +139,9 @@ const char* const kReaderPragmas = "PRAGMA cache_size=-8192";
 // Opening the database: 2 KiB pages for a new one (no effect on an existing one). Each commit
 // writes every page it touched whole, in the WAL and again at the checkpoint: with random ids
 // (before ids carried their time) 2 KiB pages took ~28 KB per payment against ~65 KB with 4 KiB,
-// and with ids in creation order 2 KiB pages still measured faster (bench/README.md). Rows (a
-// payment, an event payload, a stored response: 1-1.5 KB) still fit in one page.
+// and with ids in creation order 2 KiB pages still measured faster (bench/README.md). Rows share
+// pages: a payment is ~0.5 KB, and event payloads and stored responses are packed to ~0.3 KB
+// (packed_text.hpp).
 const char* const kOpenPragmas = "PRAGMA page_size=2048; PRAGMA journal_mode=WAL";
 
 // Statement texts live in named constants so that the statement cache keys on stable pointers.
