@@ -1,8 +1,20 @@
 #include "service/store/sqlite/db.hpp"
 
 namespace paymux::store::sqlite {
+namespace {
+
+// SQLite counts the memory it allocates by default, under one process-wide mutex taken on every
+// allocation and free: the writer, the checkpointer and every lookup contended for it. Nothing
+// reads those counts. Possible only before SQLite initializes, which the first open does.
+void configure_sqlite_once() {
+  static const int rc = sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+  (void)rc;  // SQLITE_MISUSE when something in the process initialized SQLite first: counts stay on
+}
+
+}  // namespace
 
 Db::Db(const std::string& path, bool read_only, const char* vfs) {
+  configure_sqlite_once();
   int flags = (read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)) |
               SQLITE_OPEN_NOMUTEX;
   int rc = sqlite3_open_v2(path.c_str(), &db_, flags, vfs);
