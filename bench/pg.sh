@@ -8,7 +8,7 @@
 # and prints a summary: req/s, p50/p99, the ratio to the baseline and of two instances to one.
 #
 # Environment (all optional): as bench/run.sh's (BENCH_SECONDS=10, BENCH_WARMUP=2,
-# BENCH_GET_CONNECTIONS=64, BENCH_POST_CONNECTIONS="16 32 48 64", BENCH_WRK_THREADS=1, BENCH_THREADS=2,
+# BENCH_GET_CONNECTIONS=64, BENCH_POST_CONNECTIONS="16 32 48 56 64", BENCH_WRK_THREADS=1, BENCH_THREADS=2,
 # BENCH_TMPDIR, BENCH_KEEP=1, BENCH_SKIP_BUILD=1 with BENCH_BUILD_DIR, BENCH_NICE); and
 #   BENCH_PG_URL=postgresql://...   use that (empty) database instead of starting a server
 #

@@ -9,7 +9,7 @@
 #   BENCH_SECONDS=10            duration of each measured wrk run
 #   BENCH_WARMUP=2              seconds of unmeasured warm-up before the GET runs
 #   BENCH_GET_CONNECTIONS=64    wrk connections for the GET runs
-#   BENCH_POST_CONNECTIONS="16 32 48 64"   connection counts tried for POST
+#   BENCH_POST_CONNECTIONS="16 32 48 56 64"   connection counts tried for POST
 #   BENCH_WRK_THREADS=1         wrk threads (the machine has 2 cores, shared with the servers)
 #   BENCH_THREADS=2             io threads of paymux and trivial-server (the sandbox runs 1)
 #   BENCH_TMPDIR=$TMPDIR        where the run directory (SQLite db, configs, logs) is created
