@@ -5,7 +5,7 @@
 // A payment's JSON is about 0.8-1 KB. On the store's 2 KiB pages only one such row fits, so every
 // event and every stored response took a page of its own, and each commit wrote those pages in
 // full to the WAL and later to the database file. Compressed (zstd) against a dictionary of the
-// JSON's usual keys and values it is about a quarter of that, and three or four rows share a page.
+// JSON's usual keys and values it is about a third of that, and three or more rows share a page.
 //
 // A packed value is a BLOB: one format byte, the text's length (4 bytes, little-endian), then a
 // zstd frame made with the dictionary that the format byte names. Values stored as TEXT (rows
