@@ -401,11 +401,26 @@ TEST_CASE("SQLite keeps large texts packed and serves them as they were written"
   auto replay = run([&]() { return store->get_idempotency("acme", "k-packed"); });
   REQUIRE(replay);
   CHECK(replay->response_body == json);
+  // A key completed on its own (not with a payment change) is packed as well.
+  auto k2 = key("acme", "k-packed-2", p.id);
+  REQUIRE(run([&]() { return store->begin_idempotency(k2); }).outcome == BeginOutcome::started);
+  k2.state = IdempotencyState::completed;
+  k2.response_status = 200;
+  k2.response_body = json;
+  run([&]() { return store->complete_idempotency(k2); });
+  {
+    sqlite::Db raw(path, true);
+    auto r = raw.prepare("SELECT typeof(response_body) FROM idempotency_keys WHERE key = 'k-packed-2'");
+    REQUIRE(r.step());
+    CHECK(r.text(0) == "blob");
+  }
+  CHECK(run([&]() { return store->get_idempotency("acme", "k-packed-2"); })->response_body == json);
   // And after a restart, from the file.
   store.reset();
   store = sqlite::open_sqlite_store({path});
   CHECK(run([&]() { return store->get_event(e.id); })->payload_json == e.payload_json);
   CHECK(run([&]() { return store->get_idempotency("acme", "k-packed"); })->response_body == json);
+  CHECK(run([&]() { return store->get_idempotency("acme", "k-packed-2"); })->response_body == json);
 }
 
 TEST_CASE("due payments are claimed once per lease, per connector, and again once the lease is over", "[store][reconcile]") {
