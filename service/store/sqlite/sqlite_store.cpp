@@ -1097,7 +1097,10 @@ class SqliteStore final : public Store {
     if (frames < threshold) return;
     {
       std::lock_guard lock(checkpoint_mutex_);
-      if (checkpoint_running_) return;
+      // A background pass asked for and not yet begun counts as running: its checkpointer has not
+      // woken up yet, and backfilled_ does not show its work. Copying now would copy the whole WAL
+      // while commits wait (8-10 ms at ~1,000 frames), and the pass would then find nothing left.
+      if (checkpoint_running_ || checkpoint_wanted_) return;
       if (checkpoint_restarts_ != wal_restarts_) {
         // The WAL started over since the last pass (after the writer's pass, or a background one
         // that copied everything while commits paused): nothing of it is copied yet.
