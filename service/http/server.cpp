@@ -1,6 +1,7 @@
 #include "service/http/server.hpp"
 
 #include "service/core/ids.hpp"
+#include "service/http/read_message.hpp"
 #include "service/obs/metrics.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -28,7 +29,33 @@ bool valid_request_id(std::string_view id) {
       return false;
   return true;
 }
+// Writes `res`: at once as far as the socket takes it (a response usually fits its send buffer, and
+// then nothing is queued to complete later), the rest asynchronously within `timeout`. The socket
+// is non-blocking for this (see session); if it could not be made so, all of it is asynchronous.
+asio::awaitable<boost::system::error_code> write_response(beast::tcp_stream& stream, Response& res,
+                                                          std::chrono::milliseconds timeout) {
+  bhttp::response_serializer<bhttp::string_body> sr{res};
+  boost::system::error_code ec;
+  if (stream.socket().non_blocking()) {
+    while (!sr.is_done()) {
+      bhttp::write_some(stream.socket(), sr, ec);
+      if (ec) break;
+    }
+    if (ec != asio::error::would_block) co_return ec;
+  }
+  stream.expires_after(timeout);
+  auto [wec, wn] = co_await bhttp::async_write(stream, sr, use_nothrow);
+  co_return wec;
+}
 }  // namespace
+
+// A connection as a drain sees it. `idle` and `stream` are read and written only on the
+// connection's strand (its session's executor).
+struct Connection {
+  asio::any_io_executor executor;
+  beast::tcp_stream* stream = nullptr;  // null once the session has ended
+  bool idle = false;                    // waiting for the first byte of a next request
+};
 
 struct Server::State {
   ServerOptions options;
@@ -37,20 +64,13 @@ struct Server::State {
   std::atomic<bool> stopping{false};
   std::atomic<std::size_t> connections{0};
 
-  // Connections waiting for a next request, closed at once when draining.
-  std::mutex idle_mutex;
-  std::unordered_set<beast::tcp_stream*> idle;
+  // Every open connection, so that a drain can close the idle ones at once. A connection is added
+  // and removed once in its life; whether it is idle is kept on its own strand, not here.
+  std::mutex connections_mutex;
+  std::unordered_set<std::shared_ptr<Connection>> open;
 
   State(asio::io_context& ioc, ServerOptions o, const Router& r)
       : options(std::move(o)), router(r), acceptor(ioc) {}
-
-  void set_idle(beast::tcp_stream* s, bool is_idle) {
-    std::lock_guard lock(idle_mutex);
-    if (is_idle)
-      idle.insert(s);
-    else
-      idle.erase(s);
-  }
 };
 
 Server::Server(asio::io_context& ioc, ServerOptions options, const Router& router)
@@ -77,12 +97,12 @@ void Server::stop_accepting() {
     boost::system::error_code ec;
     state->acceptor.close(ec);
   });
-  std::lock_guard lock(state->idle_mutex);
-  for (auto* stream : state->idle) {
-    // Each idle stream belongs to its connection's strand: cancel there.
-    asio::post(stream->get_executor(), [state, stream] {
-      std::lock_guard inner(state->idle_mutex);
-      if (state->idle.count(stream)) stream->socket().cancel();
+  std::lock_guard lock(state->connections_mutex);
+  for (const auto& conn : state->open) {
+    // On the connection's strand: the session is either idle there (cancel its read) or will see
+    // `stopping` before it next waits.
+    asio::post(conn->executor, [conn] {
+      if (conn->stream && conn->idle) conn->stream->socket().cancel();
     });
   }
 }
@@ -118,22 +138,39 @@ asio::awaitable<void> Server::session(std::shared_ptr<State> state, tcp::socket 
     auto ep = socket.remote_endpoint(ec);
     if (!ec) remote = ep.address().to_string();
   }
+  // Synchronous writes return would_block rather than wait (write_response); asynchronous
+  // operations are unaffected.
+  {
+    boost::system::error_code ec;
+    socket.non_blocking(true, ec);
+  }
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer;
-  struct IdleGuard {
+  auto conn = std::make_shared<Connection>();
+  conn->executor = stream.get_executor();
+  conn->stream = &stream;
+  {
+    std::lock_guard lock(state->connections_mutex);
+    state->open.insert(conn);
+  }
+  struct Unlist {
     State& s;
-    beast::tcp_stream* st;
-    ~IdleGuard() { s.set_idle(st, false); }
-  } idle_guard{*state, &stream};
+    std::shared_ptr<Connection> c;
+    ~Unlist() {
+      c->stream = nullptr;  // on the strand: a drain's cancel that runs later finds nothing to do
+      std::lock_guard lock(s.connections_mutex);
+      s.open.erase(c);
+    }
+  } unlist{*state, conn};
 
   for (;;) {
     // Idle phase: wait for the first byte of the next request.
     if (buffer.size() == 0) {
       if (state->stopping) break;
-      state->set_idle(&stream, true);
+      conn->idle = true;
       stream.expires_after(o.idle_timeout);
       auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), use_nothrow);
-      state->set_idle(&stream, false);
+      conn->idle = false;
       if (ec) break;  // closed, timed out, or cancelled by a drain: all a normal end
       buffer.commit(n);
     }
@@ -141,36 +178,20 @@ asio::awaitable<void> Server::session(std::shared_ptr<State> state, tcp::socket 
     bhttp::request_parser<bhttp::string_body> parser;
     parser.body_limit(o.max_body_bytes);
     parser.header_limit(static_cast<std::uint32_t>(o.max_header_bytes));
-    stream.expires_after(o.header_timeout);
-    auto [hec, hn] = co_await bhttp::async_read_header(stream, buffer, parser, use_nothrow);
+    // Once the first bytes are in, the whole request must arrive within header_timeout.
+    const auto rec = co_await read_message(stream, buffer, parser, [&] { stream.expires_after(o.header_timeout); });
     std::optional<ApiError> early;
-    if (hec) {
-      if (hec == bhttp::error::body_limit)  // Content-Length over the limit, seen with the header
+    if (rec) {
+      if (rec == bhttp::error::body_limit)  // a Content-Length over the limit, or a longer chunked body
         early = ApiError{413, ErrorType::invalid_request_error, "body_too_large",
                          "Request body exceeds " + std::to_string(o.max_body_bytes) + " bytes.", {}};
-      else if (hec == bhttp::error::header_limit)
+      else if (rec == bhttp::error::header_limit)
         early = ApiError{431, ErrorType::invalid_request_error, "headers_too_large", "Request headers are too large.", {}};
-      else if (hec == bhttp::error::end_of_stream || hec == beast::error::timeout ||
-               hec == asio::error::operation_aborted || hec == asio::error::connection_reset)
+      else if (rec == bhttp::error::end_of_stream || rec == beast::error::timeout ||
+               rec == asio::error::operation_aborted || rec == asio::error::connection_reset)
         break;
       else
         early = bad_request("malformed_request", "The HTTP request could not be parsed.");
-    } else {
-      auto len = parser.content_length();
-      if (len && *len > o.max_body_bytes) {
-        early = ApiError{413, ErrorType::invalid_request_error, "body_too_large",
-                         "Request body exceeds " + std::to_string(o.max_body_bytes) + " bytes.", {}};
-      } else {
-        auto [bec, bn] = co_await bhttp::async_read(stream, buffer, parser, use_nothrow);
-        if (bec == bhttp::error::body_limit)
-          early = ApiError{413, ErrorType::invalid_request_error, "body_too_large",
-                           "Request body exceeds " + std::to_string(o.max_body_bytes) + " bytes.", {}};
-        else if (bec == beast::error::timeout || bec == bhttp::error::end_of_stream ||
-                 bec == asio::error::operation_aborted || bec == asio::error::connection_reset)
-          break;
-        else if (bec)
-          early = bad_request("malformed_request", "The HTTP request could not be parsed.");
-      }
     }
 
     RequestContext ctx;
@@ -178,7 +199,7 @@ asio::awaitable<void> Server::session(std::shared_ptr<State> state, tcp::socket 
     Response res;
     if (early) {
       std::string rid;
-      if (!hec) {
+      if (parser.is_header_done()) {
         auto h = parser.get()["X-Request-Id"];
         if (valid_request_id(h)) rid = std::string(h);
       }
@@ -209,8 +230,7 @@ asio::awaitable<void> Server::session(std::shared_ptr<State> state, tcp::socket 
                     early ? std::string(res["X-Request-Id"]) : ctx.request_id);
     }
     const bool keep = res.keep_alive();
-    stream.expires_after(o.write_timeout);
-    auto [wec, wn] = co_await bhttp::async_write(stream, res, use_nothrow);
+    const auto wec = co_await write_response(stream, res, o.write_timeout);
     obs::metrics::observe_http(early ? std::string_view("unparsed") : ctx.route,
                                early ? std::string_view("unknown")
                                : ctx.req.method() == bhttp::verb::unknown ? std::string_view("other")

@@ -1,5 +1,7 @@
 #include "service/net/http_client.hpp"
 
+#include "service/http/read_message.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -296,8 +298,7 @@ asio::awaitable<Attempt> write_and_read(Stream& stream, beast::tcp_stream& tcp_l
     parser.body_limit(limits.max_response_bytes);
     parser.header_limit(kResponseHeaderLimit);
     if (req->method() == bhttp::verb::head) parser.skip(true);
-    tcp_layer.expires_at(deadline);
-    auto [ec, n] = co_await bhttp::async_read(stream, buffer, parser, use_nothrow);
+    const auto ec = co_await http::read_message(stream, buffer, parser, [&] { tcp_layer.expires_at(deadline); });
     if (ec) {
       if (ec == beast::error::timeout)
         res.error = "response not complete within " + ms(limits.timeout);

@@ -6,7 +6,8 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
-#include <shared_mutex>
+#include <charconv>
+#include <mutex>
 #include <sstream>
 #include <unordered_map>
 
@@ -86,29 +87,47 @@ Families& families() {
 }
 
 // A counter and a histogram sharing one label set, looked up by the joined label values: prometheus-cpp's
-// Family::Add builds a new metric object on every call, too costly for every request.
+// Family::Add builds a new metric object on every call, too costly for every request. Each thread keeps
+// the pairs it has used, so a request's lookup takes no lock and builds no label map.
 class Pairs {
  public:
-  std::pair<Counter*, Histogram*> get(Family<Counter>& counters, Family<Histogram>& histograms,
-                                      const Histogram::BucketBoundaries& buckets, const prometheus::Labels& labels) {
-    std::string key;
+  using Pair = std::pair<Counter*, Histogram*>;
+  Pair get(Family<Counter>& counters, Family<Histogram>& histograms, const Histogram::BucketBoundaries& buckets,
+           std::initializer_list<std::pair<const char*, std::string_view>> labels) {
+    thread_local std::string key;
+    key.clear();
     for (const auto& [k, v] : labels) (key += v) += '\x1f';
-    {
-      std::shared_lock lock(mutex_);
-      if (auto it = pairs_.find(key); it != pairs_.end()) return it->second;
-    }
-    std::unique_lock lock(mutex_);
+    auto& mine = local();
+    if (auto it = mine.find(key); it != mine.end()) return it->second;
+    std::lock_guard lock(mutex_);
     auto& slot = pairs_[key];
-    if (!slot.first) slot = {&counters.Add(labels), &histograms.Add(labels, buckets)};
+    if (!slot.first) {
+      prometheus::Labels named;
+      for (const auto& [k, v] : labels) named.emplace(k, std::string(v));
+      slot = {&counters.Add(named), &histograms.Add(named, buckets)};
+    }
+    mine.emplace(key, slot);
     return slot;
   }
 
  private:
-  std::shared_mutex mutex_;
-  std::unordered_map<std::string, std::pair<Counter*, Histogram*>> pairs_;
+  // This thread's copies, for this Pairs object (one per metric family pair).
+  std::unordered_map<std::string, Pair>& local() {
+    thread_local std::unordered_map<const Pairs*, std::unordered_map<std::string, Pair>> all;
+    return all[this];
+  }
+  std::mutex mutex_;
+  std::unordered_map<std::string, Pair> pairs_;
 };
 
 std::string text(std::string_view v) { return std::string(v); }
+
+// "200", "404"...: a status code as a label value, without a string built for it.
+std::string_view status_text(int status) {
+  thread_local char buf[12];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, status);
+  return {buf, static_cast<std::size_t>(end - buf)};
+}
 
 }  // namespace
 
@@ -116,7 +135,7 @@ void observe_http(std::string_view route, std::string_view method, int status, d
   auto& f = families();
   static Pairs pairs;
   auto [count, duration] = pairs.get(f.http_requests, f.http_duration, kHttpBuckets,
-                                     {{"route", text(route)}, {"method", text(method)}, {"status", std::to_string(status)}});
+                                     {{"route", route}, {"method", method}, {"status", status_text(status)}});
   count->Increment();
   duration->Observe(seconds);
 }
@@ -126,7 +145,7 @@ void observe_gateway_call(std::string_view connector, std::string_view flow, std
   auto& f = families();
   static Pairs pairs;
   auto [count, duration] = pairs.get(f.gateway_requests, f.gateway_duration, kGatewayBuckets,
-                                     {{"connector", text(connector)}, {"flow", text(flow)}, {"outcome", text(outcome)}});
+                                     {{"connector", connector}, {"flow", flow}, {"outcome", outcome}});
   count->Increment();
   duration->Observe(seconds);
 }

@@ -28,6 +28,29 @@ def read_until_closed(sock, timeout):
     return data, None
 
 
+def read_responses(sock, count, timeout=10):
+    """Reads `count` responses with a Content-Length from one connection; returns
+    [(status, headers dict with lower-case names, body bytes)]."""
+    sock.settimeout(timeout)
+    data = b""
+    out = []
+    while len(out) < count:
+        end = data.find(b"\r\n\r\n")
+        if end >= 0:
+            head = data[:end].decode("latin-1").split("\r\n")
+            headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in head[1:])}
+            length = int(headers["content-length"])
+            if len(data) >= end + 4 + length:
+                out.append((int(head[0].split()[1]), headers, data[end + 4:end + 4 + length]))
+                data = data[end + 4 + length:]
+                continue
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError(f"closed after {len(out)} of {count} responses")
+        data += chunk
+    return out
+
+
 class HttpBasicsTest(StackTestCase):
     stack_kwargs = {"idle_timeout_ms": 1500, "header_timeout_ms": 2000}
 
@@ -278,6 +301,68 @@ class HttpBasicsTest(StackTestCase):
             waited = time.monotonic() - idle_from
             self.assertGreater(waited, 1.0)
             self.assertLess(waited, 4.0)
+
+    def test_requests_sent_together_are_answered_in_order(self):
+        # Three requests in one write (pipelined): each is parsed from what was read with the one
+        # before it, and answered in turn.
+        body = json.dumps(self.valid_body()).encode()
+        reqs = (b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Request-Id: first\r\n\r\n"
+                b"POST /v1/payments HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Request-Id: second\r\n"
+                b"Authorization: Bearer " + API_KEY.encode() + b"\r\nContent-Type: application/json\r\n"
+                b"Idempotency-Key: " + uuid.uuid4().hex.encode() + b"\r\n"
+                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body +
+                b"GET /v1/nowhere HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Request-Id: third\r\n\r\n")
+        with socket.create_connection(("127.0.0.1", self.stack.port), timeout=10) as s:
+            s.sendall(reqs)
+            got = read_responses(s, 3)
+        self.assertEqual([(status, h["x-request-id"]) for status, h, _ in got],
+                         [(200, "first"), (201, "second"), (404, "third")])
+        self.assertEqual(json.loads(got[1][2])["amount"], 1999)
+
+    def test_request_arriving_in_pieces_is_read(self):
+        # Header and body in several writes with pauses between them, well within header_timeout.
+        body = json.dumps(self.valid_body()).encode()
+        req = (b"POST /v1/payments HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + API_KEY.encode() +
+               b"\r\nContent-Type: application/json\r\nIdempotency-Key: " + uuid.uuid4().hex.encode() +
+               b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        cuts = [0, 7, 40, req.index(b"\r\n\r\n") + 2, len(req) - len(body) + 5, len(req)]
+        with socket.create_connection(("127.0.0.1", self.stack.port), timeout=10) as s:
+            for a, b in zip(cuts, cuts[1:]):
+                s.sendall(req[a:b])
+                time.sleep(0.15)
+            (status, _, answer), = read_responses(s, 1)
+        self.assertEqual(status, 201, answer[:300])
+        self.assertEqual(json.loads(answer)["status"], "requires_action")
+
+    def test_responses_larger_than_the_socket_takes_at_once_arrive_whole(self):
+        # Eight pipelined lists of ~0.5 MB each to a client that reads nothing for a while: more
+        # than the server's socket takes at once (up to ~3 MB on loopback), so the server finishes
+        # a response as the client reads, then goes on to the next request.
+        metadata = {f"k{i}": "m" * 500 for i in range(20)}
+        for _ in range(50):
+            r = self.post_payment(self.valid_body(metadata=metadata))
+            self.assertEqual(r.status, 201, r)
+        get = (b"GET /v1/payments?limit=50 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+               b"Authorization: Bearer " + API_KEY.encode() + b"\r\n\r\n")
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", self.stack.port))
+            s.sendall(get * 8)
+            time.sleep(1.0)
+            got = read_responses(s, 8, timeout=20)
+            # The connection is still usable afterwards.
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            (after, _, _), = read_responses(s, 1)
+        self.assertGreater(sum(len(body) for _, _, body in got), 4_000_000)
+        first = None
+        for status, _, body in got:
+            self.assertEqual(status, 200)
+            payments = json.loads(body)["data"]
+            self.assertEqual(len(payments), 50)
+            self.assertTrue(all(p["metadata"] == metadata for p in payments))
+            first = first or body
+            self.assertEqual(body, first)
+        self.assertEqual(after, 200)
 
     def test_malformed_http_gets_400_and_server_keeps_serving(self):
         with socket.create_connection(("127.0.0.1", self.stack.port), timeout=5) as s:
