@@ -90,15 +90,29 @@ std::string Orchestrator::payment_body(const PaymentRecord& p) const {
   return payment_text(p, config_.server.public_url);
 }
 
-store::EventRecord Orchestrator::make_event(const std::string& merchant, const std::string& type,
-                                            const std::string& object_id, boost::json::object object) const {
+namespace {
+// An event's row without its payload: a new id, made now.
+store::EventRecord event_row(const std::string& merchant, const std::string& type, const std::string& object_id) {
   store::EventRecord e;
   e.id = new_id(kEventPrefix);
   e.merchant = merchant;
   e.type = type;
   e.object_id = object_id;
   e.created_at = now_ms();
+  return e;
+}
+}  // namespace
+
+store::EventRecord Orchestrator::make_event(const std::string& merchant, const std::string& type,
+                                            const std::string& object_id, boost::json::object object) const {
+  auto e = event_row(merchant, type, object_id);
   e.payload_json = ser(event_json(e.id, type, e.created_at, std::move(object)));
+  return e;
+}
+
+store::EventRecord Orchestrator::make_payment_event(const PaymentRecord& p, const std::string& type) const {
+  auto e = event_row(p.merchant, type, p.id);
+  e.payload_json = event_text(e.id, type, e.created_at, payment_body(p));
   return e;
 }
 
@@ -204,8 +218,7 @@ asio::awaitable<PaymentRecord> Orchestrator::update_payment(std::string id, Muta
       if (!can_transition(before.status, after.status))
         throw std::logic_error("refused transition reached the store");  // absorb() guards this
       if (auto type = payment_event_type(after.status))
-        change.events.push_back(make_event(after.merchant, std::string(*type), after.id,
-                                           payment_json(after, config_.server.public_url)));
+        change.events.push_back(make_payment_event(after, std::string(*type)));
     }
     for (auto& [type, object] : extras.events) {
       // Filed under the object it is about (a refund's events under the refund id).

@@ -142,6 +142,8 @@ class Orchestrator {
   std::string payment_body(const store::PaymentRecord& p) const;
   store::EventRecord make_event(const std::string& merchant, const std::string& type, const std::string& object_id,
                                 boost::json::object object) const;
+  // The event of a payment's new status, with the payment as its object.
+  store::EventRecord make_payment_event(const store::PaymentRecord& p, const std::string& type) const;
 
   const Config& config_;
   store::Store& store_;

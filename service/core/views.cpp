@@ -145,6 +145,25 @@ boost::json::object event_json(const std::string& id, const std::string& type, s
   return o;
 }
 
+std::string event_text(const std::string& id, const std::string& type, std::int64_t created_at,
+                       std::string_view data_object_text) {
+  std::string out;
+  out.reserve(160 + data_object_text.size());
+  ObjectWriter w(out);
+  w.string("id", id);
+  w.raw("object", "\"event\"");
+  w.string("type", type);
+  w.string("created_at", rfc3339(created_at));
+  std::string data;
+  data.reserve(12 + data_object_text.size());
+  ObjectWriter d(data);
+  d.raw("object", data_object_text);
+  d.close();
+  w.raw("data", data);
+  w.close();
+  return out;
+}
+
 std::string return_location(const store::PaymentRecord& p) {
   if (p.return_url.empty()) return {};
   const std::string status(to_string(p.status));

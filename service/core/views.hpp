@@ -20,5 +20,8 @@ std::string return_location(const store::PaymentRecord& p);
 // The event object: {"id","object":"event","type","created_at","data":{"object":...}}.
 boost::json::object event_json(const std::string& id, const std::string& type, std::int64_t created_at,
                                boost::json::object data_object);
+// serialize(event_json(...)) around an object already serialized (payment_text's): written directly.
+std::string event_text(const std::string& id, const std::string& type, std::int64_t created_at,
+                       std::string_view data_object_text);
 
 }  // namespace paymux

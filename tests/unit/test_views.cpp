@@ -66,3 +66,16 @@ TEST_CASE("request ids are unique and well formed on every thread", "[views]") {
     REQUIRE(seen.insert(id).second);
   }
 }
+
+TEST_CASE("event_text is the serialized event_json, byte for byte", "[views]") {
+  const std::string url = "http://127.0.0.1:8080";
+  auto p = bare();
+  p.status = PaymentStatus::succeeded;
+  p.reference = "quote \" and \xe4\xb8\xad";
+  p.metadata_json = R"({"k":"v"})";
+  const std::string type = "payment.succeeded";
+  CHECK(event_text("evt_1", type, 1764600000123, payment_text(p, url)) ==
+        boost::json::serialize(event_json("evt_1", type, 1764600000123, payment_json(p, url))));
+  CHECK(event_text("evt_2", "refund.succeeded", 0, "{}") ==
+        boost::json::serialize(event_json("evt_2", "refund.succeeded", 0, boost::json::object())));
+}
