@@ -221,6 +221,8 @@ class CashyPaySimulator final : public Simulator {
   CashyPaySimulator(Sandbox& frame, Settings settings) : frame_(frame), settings_(std::move(settings)) {
     for (const auto& m : settings_.merchants) merchants_.emplace(m.id, &m);
     by_mch_order_.resize(settings_.merchants.size());
+    by_order_no_.reserve(index_room(settings_.max_orders));
+    for (auto& index : by_mch_order_) index.reserve(index_room(settings_.max_orders, settings_.merchants.size()));
     if (settings_.merchants.empty()) spdlog::warn("cashypay: no merchants configured: every request will be refused");
   }
 

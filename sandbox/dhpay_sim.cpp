@@ -307,6 +307,7 @@ class DhpaySimulator final : public Simulator {
       : frame_(frame), settings_(std::move(settings)), lifetime_seconds_(settings_.token_lifetime_seconds) {
     for (const auto& m : settings_.merchants) merchants_.emplace(m.id, &m);
     for (const auto& c : settings_.clients) clients_.emplace(c.client_id, &c);
+    for (auto* index : {&by_ref_, &by_page_, &by_invoice_}) index->reserve(index_room(settings_.max_orders));
     if (settings_.merchants.empty() && settings_.clients.empty())
       spdlog::warn("dhpay: no merchants and no nonce clients configured: every request will be refused");
   }

@@ -455,21 +455,14 @@ bool valid_expiry(std::string_view s) {
 
 // ---------------------------------------------------------------------------------------------
 
-// Index room made at start: beyond it (a larger max_transactions) the indexes grow as they fill.
-constexpr std::size_t kReservedTransactions = 1'000'000;
-
 class GlocashSimulator final : public Simulator {
  public:
   GlocashSimulator(Sandbox& frame, Settings settings) : frame_(frame), settings_(std::move(settings)) {
     for (const auto& a : settings_.accounts) accounts_.emplace(a.email, &a);
     by_invoice_.resize(settings_.accounts.size());
-    // Room for every transaction kept (up to a bound), made now: growing a hash table moves all it
-    // holds at once, and with the three indexes at ~100,000 transactions and more that held every
-    // request in flight for 50-250 ms.
-    const auto room = std::min<std::size_t>(settings_.max_transactions, kReservedTransactions);
-    by_gcid_.reserve(room);
-    by_token_.reserve(room);
-    for (auto& index : by_invoice_) index.reserve(settings_.accounts.size() == 1 ? room : room / 4);
+    by_gcid_.reserve(index_room(settings_.max_transactions));
+    by_token_.reserve(index_room(settings_.max_transactions));
+    for (auto& index : by_invoice_) index.reserve(index_room(settings_.max_transactions, settings_.accounts.size()));
     if (settings_.accounts.empty()) spdlog::warn("glocash: no accounts configured: every request will be refused");
   }
 

@@ -228,6 +228,9 @@ class ShouqianbaSimulator final : public Simulator {
       term->key = t.key;
       terminals_.emplace(term->sn, term);
     }
+    by_sn_.reserve(index_room(settings_.max_orders));
+    by_client_sn_.reserve(index_room(settings_.max_orders));
+    calls_.reserve(index_room(settings_.max_orders * 2));
   }
 
   std::string_view name() const override { return kName; }
