@@ -104,6 +104,9 @@ enum class Act {
   garbage,             // answers bytes that are not HTTP
   truncated,           // a status line and headers promising more body than is sent, then closes
   big_body,            // 200 with a 64 KiB body
+  interim,             // 100 Continue, then 200 "interim", in one write
+  pieces,              // 200 with a chunked body "hello world", in three writes 20 ms apart
+  until_close,         // 200 without a length: the body ends when it closes
 };
 using Script = std::function<Act(int conn, int req)>;
 
@@ -195,6 +198,33 @@ class RawServer {
           static const std::string junk = "this is not an HTTP response\r\n\r\n";
           co_await asio::async_write(sock, asio::buffer(junk), use_nothrow);
           co_await hold_until_peer_closes(sock);
+          co_return;
+        }
+        case Act::interim: {
+          static const std::string text =
+              "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\ninterim";
+          auto [wec, wn] = co_await asio::async_write(sock, asio::buffer(text), use_nothrow);
+          if (wec) co_return;
+          break;
+        }
+        case Act::pieces: {
+          static const std::string parts[] = {"HTTP/1.1 200 OK\r\nTransfer-",
+                                              "Encoding: chunked\r\n\r\n5\r\nhel",
+                                              "lo\r\n6\r\n world\r\n0\r\n\r\n"};
+          asio::steady_timer pause(sock.get_executor());
+          for (const auto& part : parts) {
+            auto [wec, wn] = co_await asio::async_write(sock, asio::buffer(part), use_nothrow);
+            if (wec) co_return;
+            pause.expires_after(20ms);
+            co_await pause.async_wait(use_nothrow);
+          }
+          break;
+        }
+        case Act::until_close: {
+          static const std::string text = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nthe body ends at the close";
+          co_await asio::async_write(sock, asio::buffer(text), use_nothrow);
+          sock.shutdown(tcp::socket::shutdown_both, ignored);
+          sock.close(ignored);
           co_return;
         }
         case Act::truncated: {
@@ -543,6 +573,40 @@ TEST_CASE("http client: malformed or incomplete responses are unknown", "[net][h
     auto res = send_one(ioc, client, get(server.url()));
     CHECK(res.outcome == SendOutcome::unknown);
     CHECK_THAT(res.error, Contains("exceeds 1024 bytes"));
+  }
+}
+
+TEST_CASE("http client: responses in pieces, after an interim response, or ending at the close", "[net][http_client]") {
+  asio::io_context ioc;
+  SECTION("a chunked body arriving in several writes") {
+    RawServer server(ioc, [](int, int) { return Act::pieces; });
+    net::HttpClient client(ioc.get_executor(), {});
+    // The second on the same connection: nothing of the first was left unread.
+    for (auto& res : run(ioc, send_all(&client, {get(server.url()), get(server.url())}, 0ms))) {
+      REQUIRE(res.outcome == SendOutcome::response);
+      CHECK(res.status == 200);
+      CHECK(res.body == "hello world");
+    }
+    CHECK(server.accepts() == 1);
+  }
+  SECTION("100 Continue before the response") {
+    RawServer server(ioc, [](int, int) { return Act::interim; });
+    net::HttpClient client(ioc.get_executor(), {});
+    auto res = send_one(ioc, client, get(server.url()));
+    REQUIRE(res.outcome == SendOutcome::response);
+    CHECK(res.status == 200);
+    CHECK(res.body == "interim");
+  }
+  SECTION("a body without a length, ended by the server's close") {
+    RawServer server(ioc, [](int, int) { return Act::until_close; });
+    net::HttpClient client(ioc.get_executor(), {});
+    // Not pooled: the second request opens a new connection.
+    for (auto& res : run(ioc, send_all(&client, {get(server.url()), get(server.url())}, 0ms))) {
+      REQUIRE(res.outcome == SendOutcome::response);
+      CHECK(res.status == 200);
+      CHECK(res.body == "the body ends at the close");
+    }
+    CHECK(server.accepts() == 2);
   }
 }
 
