@@ -220,16 +220,14 @@ class RawServer {
           }
           break;
         }
-        case Act::until_close: {
-          static const std::string text = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nthe body ends at the close";
-          co_await asio::async_write(sock, asio::buffer(text), use_nothrow);
-          sock.shutdown(tcp::socket::shutdown_both, ignored);
-          sock.close(ignored);
-          co_return;
-        }
+        case Act::until_close:
         case Act::truncated: {
+          // Bytes, then the close: a body without a length that the close ends, or one cut short.
+          static const std::string until_close =
+              "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nthe body ends at the close";
           static const std::string partial = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly a part";
-          co_await asio::async_write(sock, asio::buffer(partial), use_nothrow);
+          const auto& text = act == Act::until_close ? until_close : partial;
+          co_await asio::async_write(sock, asio::buffer(text), use_nothrow);
           sock.shutdown(tcp::socket::shutdown_both, ignored);
           sock.close(ignored);
           co_return;
